@@ -1,0 +1,172 @@
+"""The ``volume-monitor`` command. ``train.py`` and ``deploy.py`` call it too.
+
+Exit codes: 0 done (scored, alert or not); 1 a known error, reported in one line; 3 scored and
+results written, but the alert could not be delivered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from volume_monitor import jobs
+from volume_monitor.config import Settings, load_settings
+from volume_monitor.errors import ConfigError, DatabaseError, VolumeMonitorError
+from volume_monitor.logs import mask, setup_logging
+
+log = logging.getLogger("volume_monitor")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings: Settings | None = None
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_file, settings.log_level, settings.secrets)
+        return args.handler(settings, args) or 0
+    except VolumeMonitorError as exc:
+        if settings is None:  # logging is not set up yet
+            print(f"volume-monitor: error: {exc}", file=sys.stderr)
+        else:
+            log.error("error: %s", mask(str(exc), settings.secrets))
+        return exc.exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="volume-monitor",
+        description="Watch the daily volume of events in a database and alert on anomalies.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model on a window and log it to MLflow")
+    train.add_argument("--start", type=_date, help="first day (default: 365 days before --end)")
+    train.add_argument("--end", type=_date, help="day after the last one (default: today)")
+    train.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model parameter, e.g. --param contamination=0.1",
+    )
+    train.add_argument("--promote", action="store_true", help="give the new version the alias")
+    train.set_defaults(handler=_train)
+
+    deploy = commands.add_parser("deploy", help="score a day with the production model")
+    deploy.add_argument("--date", type=_date, help="the day to score (default: yesterday)")
+    deploy.add_argument("--dry-run", action="store_true", help="write results, send nothing")
+    deploy.add_argument("--force", action="store_true", help="send the alert even if already sent")
+    deploy.set_defaults(handler=_deploy)
+
+    promote = commands.add_parser("promote", help="give a model version the production alias")
+    promote.add_argument("reference", metavar="RUN_ID|VERSION")
+    promote.set_defaults(handler=_promote)
+
+    runs = commands.add_parser("runs", help="list training runs and the production version")
+    runs.set_defaults(handler=_runs)
+
+    schedule = commands.add_parser("schedule", help="run the nightly job under APScheduler")
+    schedule.set_defaults(handler=_schedule)
+
+    demo = commands.add_parser("demo-db", help="write a demo activityhistory database")
+    demo.add_argument("--url", help="database URL (default: VM_DATABASE_URL)")
+    demo.add_argument("--days", type=int, default=400)
+    demo.add_argument("--events-per-day", type=int, default=5000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--last-day", type=_date, help="the last day (default: yesterday)")
+    demo.set_defaults(handler=_demo_db)
+    return parser
+
+
+def _train(settings: Settings, args: argparse.Namespace) -> int:
+    result = jobs.train(settings, args.start, args.end, _pairs(args.param), args.promote)
+    alias = f", alias @{settings.model_alias}" if result.promoted else ""
+    print(f"run id: {result.run_id}")
+    print(f"model: {settings.model_name} version {result.version}{alias}")
+    return 0
+
+
+def _deploy(settings: Settings, args: argparse.Namespace) -> int:
+    day = args.date or jobs.today(settings) - dt.timedelta(days=1)
+    result = jobs.score_day(settings, day, dry_run=args.dry_run, force=args.force)
+    summary = result.summary
+    print(
+        f"{summary['date']}: {summary['anomalies']} anomalous of {summary['rows']} series, "
+        f"alert {'yes' if summary['alert'] else 'no'}; results in {result.folder}"
+    )
+    return result.exit_code
+
+
+def _promote(settings: Settings, args: argparse.Namespace) -> int:
+    from volume_monitor import tracking
+
+    version = tracking.promote(settings, args.reference)
+    print(f"{settings.model_name} version {version} is now @{settings.model_alias}")
+    return 0
+
+
+def _runs(settings: Settings, args: argparse.Namespace) -> int:
+    from volume_monitor import tracking
+
+    runs = tracking.list_runs(settings)
+    columns = ["run_id", "start_time", "version", "alias"] + [
+        c
+        for c in runs.columns
+        if c.startswith("metrics.")
+        and c.split(".", 1)[1] in {"rows", "series", "anomaly_share", "score_p05"}
+    ]
+    print(runs[columns].to_string(index=False) if len(runs) else "no training runs yet")
+    return 0
+
+
+def _schedule(settings: Settings, args: argparse.Namespace) -> int:
+    from volume_monitor import scheduler
+
+    scheduler.run(settings)
+    return 0
+
+
+def _demo_db(settings: Settings, args: argparse.Namespace) -> int:
+    from volume_monitor import db, demo
+
+    url = args.url or settings.database_url
+    last_day = args.last_day or jobs.today(settings) - dt.timedelta(days=1)
+    spec = demo.DemoSpec(
+        last_day, days=args.days, events_per_day=args.events_per_day, seed=args.seed
+    )
+    engine = db.make_engine(url, must_exist=False)
+    try:
+        events = demo.write_demo(engine, spec)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot write the demo database: {db.first_line(exc)}") from None
+    safe_url = make_url(url).render_as_string(hide_password=True)
+    print(f"wrote {events} events ({spec.days} days up to {last_day}) to {safe_url}")
+    return 0
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param expects KEY=VALUE, not {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

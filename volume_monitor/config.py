@@ -1,0 +1,244 @@
+"""Settings: the process environment, then ``.env``, then defaults, resolved once.
+
+Every setting is read here and nowhere else. Relative paths (including the file of a
+``sqlite:///`` URL) resolve against the working directory at load time, so a run started by
+cron from the install directory behaves the same as one started by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from volume_monitor.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, str] = {
+    "VM_DATABASE_URL": "sqlite:///data/demo.db",
+    "VM_QUERY": "sql/daily_volume.sql",
+    "MLFLOW_TRACKING_URI": "sqlite:///mlruns/mlflow.db",
+    "VM_EXPERIMENT": "volume-monitor",
+    "VM_MODEL_NAME": "volume-monitor",
+    "VM_MODEL_ALIAS": "production",
+    "VM_RESULTS_DIR": "results",
+    "VM_LOG_FILE": "logs/volume-monitor.log",
+    "VM_LOG_LEVEL": "INFO",
+    "VM_ALERT_MIN_ANOMALIES": "1",
+    "VM_ALERT_SHARE": "",
+    "VM_TIMEZONE": "UTC",
+    "VM_SCHEDULE": "30 6 * * *",
+    "SMTP_HOST": "",
+    "SMTP_PORT": "",
+    "SMTP_USER": "",
+    "SMTP_PASSWORD": "",
+    "SMTP_SSL": "false",
+    "SMTP_STARTTLS": "false",
+    "SMTP_TIMEOUT": "30",
+    "ALERT_FROM": "volume-monitor@localhost",
+    "ALERT_TO": "",
+}
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how alert emails are sent. ``host`` empty means email is not configured."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    ssl: bool
+    starttls: bool
+    timeout: float
+    sender: str
+    recipients: tuple[str, ...]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host and self.recipients)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, already validated."""
+
+    database_url: str = field(repr=False)
+    query_path: Path
+    tracking_uri: str
+    experiment: str
+    model_name: str
+    model_alias: str
+    results_dir: Path
+    log_file: Path
+    log_level: str
+    alert_min_anomalies: int
+    alert_share: float | None
+    timezone: str
+    schedule: str
+    smtp: SmtpSettings
+
+    @property
+    def safe_database_url(self) -> str:
+        """The database URL with its password masked, for logs and messages."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Artifacts sit beside a local SQLite tracking store, under ``<store dir>/artifacts``."""
+        url = make_url(self.tracking_uri) if self.tracking_uri.startswith("sqlite") else None
+        if url is None or not url.database:
+            return None
+        return (Path(url.database).parent / "artifacts").as_uri()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in logs, results or emails."""
+        values = (make_url(self.database_url).password, self.smtp.password)
+        return tuple(str(v) for v in values if v)
+
+
+def load_settings(
+    env_file: str | Path = ".env", environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Resolve settings: a variable set in ``environ`` wins over ``env_file``, which wins over
+    the defaults. ``environ`` defaults to the process environment."""
+    environ = os.environ if environ is None else environ
+    from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    values = {**DEFAULTS, **from_file, **{k: environ[k] for k in DEFAULTS if k in environ}}
+    warn_unknown_keys({**from_file, **environ})
+    return _build(values)
+
+
+def warn_unknown_keys(values: Mapping[str, str]) -> list[str]:
+    """Log a warning for each ``VM_*`` key that is not a known setting (likely a typo)."""
+    unknown = sorted(k for k in values if k.startswith("VM_") and k not in DEFAULTS)
+    for key in unknown:
+        log.warning("unknown setting %s is ignored (known: see .env.example)", key)
+    return unknown
+
+
+def _build(v: Mapping[str, str]) -> Settings:
+    smtp = SmtpSettings(
+        host=v["SMTP_HOST"].strip(),
+        port=_integer(v, "SMTP_PORT", default=465 if _boolean(v, "SMTP_SSL") else 25),
+        user=v["SMTP_USER"].strip(),
+        password=v["SMTP_PASSWORD"],
+        ssl=_boolean(v, "SMTP_SSL"),
+        starttls=_boolean(v, "SMTP_STARTTLS"),
+        timeout=_number(v, "SMTP_TIMEOUT"),
+        sender=v["ALERT_FROM"].strip(),
+        recipients=tuple(a.strip() for a in v["ALERT_TO"].split(",") if a.strip()),
+    )
+    if smtp.user and not smtp.password:
+        raise ConfigError("SMTP_USER is set but SMTP_PASSWORD is empty")
+    share = v["VM_ALERT_SHARE"].strip()
+    return Settings(
+        database_url=_absolute_sqlite(v["VM_DATABASE_URL"], "VM_DATABASE_URL"),
+        query_path=_path(v["VM_QUERY"]),
+        tracking_uri=_absolute_sqlite(v["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"),
+        experiment=_required(v, "VM_EXPERIMENT"),
+        model_name=_required(v, "VM_MODEL_NAME"),
+        model_alias=_required(v, "VM_MODEL_ALIAS"),
+        results_dir=_path(v["VM_RESULTS_DIR"]),
+        log_file=_path(v["VM_LOG_FILE"]),
+        log_level=_log_level(v["VM_LOG_LEVEL"]),
+        alert_min_anomalies=_integer(v, "VM_ALERT_MIN_ANOMALIES"),
+        alert_share=_share(share) if share else None,
+        timezone=_timezone(v["VM_TIMEZONE"]),
+        schedule=_required(v, "VM_SCHEDULE"),
+        smtp=smtp,
+    )
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser().absolute()
+
+
+def _required(v: Mapping[str, str], key: str) -> str:
+    value = v[key].strip()
+    if not value:
+        raise ConfigError(f"{key} must not be empty")
+    return value
+
+
+def _absolute_sqlite(value: str, key: str) -> str:
+    """Validate a database URL; make a relative SQLite file path absolute."""
+    try:
+        url = make_url(value.strip())
+    except ArgumentError:
+        raise ConfigError(f"{key} is not a valid database URL") from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        url = url.set(database=str(_path(url.database)))
+    return url.render_as_string(hide_password=False)
+
+
+def _boolean(v: Mapping[str, str], key: str) -> bool:
+    word = v[key].strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{key} must be true or false, not {v[key]!r}")
+
+
+def _integer(v: Mapping[str, str], key: str, default: int | None = None) -> int:
+    text = v[key].strip()
+    if not text and default is not None:
+        return default
+    try:
+        number = int(text)
+    except ValueError:
+        raise ConfigError(f"{key} must be a whole number, not {v[key]!r}") from None
+    if number < 0:
+        raise ConfigError(f"{key} must not be negative")
+    return number
+
+
+def _number(v: Mapping[str, str], key: str) -> float:
+    try:
+        number = float(v[key])
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, not {v[key]!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{key} must be positive")
+    return number
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        raise ConfigError(
+            f"VM_ALERT_SHARE must be a fraction between 0 and 1, not {text!r}"
+        ) from None
+    if not 0 < share <= 1:
+        raise ConfigError("VM_ALERT_SHARE must be a fraction between 0 and 1")
+    return share
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"VM_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {text!r}")
+    return level
+
+
+def _timezone(text: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(text.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"VM_TIMEZONE is not a known time zone: {text!r}") from None
+    return text.strip()

@@ -1,0 +1,155 @@
+"""The database stage: an engine from the URL, a query file run with bound dates, and the
+check that its result honours the query contract.
+
+The contract: one row per aggregate with the columns ``date, channelid, actioncode,
+user_agent, count`` (``os_family`` may replace ``user_agent``, then no parsing is done).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Date, bindparam, create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.sql.elements import TextClause
+
+from volume_monitor.errors import ConfigError, DatabaseError, QueryError
+
+log = logging.getLogger(__name__)
+
+KEY_COLUMNS = ("date", "channelid", "actioncode")
+AGENT_COLUMNS = ("user_agent", "os_family")
+MISSING_LABEL = "(none)"
+
+
+def make_engine(url: str, must_exist: bool = True) -> Engine:
+    """An engine for ``url``. A SQLite file must already exist unless ``must_exist`` is false,
+    so a mistyped path is reported instead of silently creating an empty database."""
+    parsed = make_url(url)
+    safe = parsed.render_as_string(hide_password=True)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        if must_exist and not Path(database).is_file():
+            raise DatabaseError(f"cannot reach the database {safe}: the file does not exist")
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise ConfigError(f"VM_DATABASE_URL names an unknown database dialect: {safe}") from None
+    except ImportError as exc:
+        raise ConfigError(
+            f"the database driver for {safe} is not installed ({exc.name}); "
+            "install the matching extra, e.g. pip install 'volume-monitor[postgres]'"
+        ) from None
+
+
+def read_query(path: Path) -> TextClause:
+    """The SQL in ``path`` as a statement with ``:start`` and ``:end`` bound as dates."""
+    try:
+        sql = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the query file {path}: {exc.strerror}") from None
+    statement = text(without_comment_lines(sql))
+    names = set(statement.compile().params)
+    missing = {"start", "end"} - names
+    if missing:
+        raise QueryError(
+            f"the query {path.name} must use the bound parameters :start and :end "
+            f"(missing: {', '.join(':' + m for m in sorted(missing))})"
+        )
+    return statement.bindparams(bindparam("start", type_=Date), bindparam("end", type_=Date))
+
+
+def fetch(engine: Engine, query: TextClause, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Run ``query`` for ``[start, end)`` and return its rows checked against the contract."""
+    began = time.perf_counter()
+    safe = engine.url.render_as_string(hide_password=True)
+    try:
+        connection = engine.connect()
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot reach the database {safe}: {first_line(exc)}") from None
+    with connection:
+        try:
+            result = connection.execute(query, {"start": start, "end": end})
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        except SQLAlchemyError as exc:
+            raise QueryError(f"the query failed on {safe}: {first_line(exc)}") from None
+    checked = check_contract(frame)
+    log.info(
+        "db: %d aggregated rows for %s..%s in %.2fs",
+        len(checked),
+        start,
+        end,
+        time.perf_counter() - began,
+    )
+    return checked
+
+
+def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
+    """The query result with normalised types, or :class:`QueryError` naming what is wrong.
+
+    ``date`` becomes a datetime64 day, ``channelid`` and ``actioncode`` strings (NULL becomes
+    ``(none)``), ``count`` a non-negative integer; ``user_agent`` or ``os_family`` is kept as is.
+    """
+    frame = frame.rename(columns=str.lower)
+    agent = next((c for c in AGENT_COLUMNS if c in frame.columns), None)
+    missing = [c for c in (*KEY_COLUMNS, "count") if c not in frame.columns]
+    if agent is None:
+        missing.append("user_agent (or os_family)")
+    if missing:
+        raise QueryError(
+            f"the query result is missing the column(s) {', '.join(missing)}; "
+            f"it returned {', '.join(map(str, frame.columns)) or 'no columns'}"
+        )
+    return pd.DataFrame(
+        {
+            "date": _dates(frame["date"]),
+            "channelid": _labels(frame["channelid"]),
+            "actioncode": _labels(frame["actioncode"]),
+            agent: frame[agent],
+            "count": _counts(frame["count"]),
+        }
+    )
+
+
+def without_comment_lines(sql: str) -> str:
+    """``sql`` without whole-line ``--`` comments, so a ``:name`` in a comment is not taken for
+    a bound parameter."""
+    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error, without SQLAlchemy's appended SQL and links."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
+def _dates(column: pd.Series) -> pd.Series:
+    dates = pd.to_datetime(column, errors="coerce")
+    bad = int(dates.isna().sum())
+    if bad:
+        raise QueryError(f"the query column date has {bad} value(s) that are not dates")
+    if dates.dt.tz is not None:
+        dates = dates.dt.tz_localize(None)
+    return dates.dt.normalize()
+
+
+def _labels(column: pd.Series) -> pd.Series:
+    return column.astype(object).where(column.notna(), MISSING_LABEL).astype(str)
+
+
+def _counts(column: pd.Series) -> pd.Series:
+    counts = pd.to_numeric(column, errors="coerce")
+    if counts.isna().any():
+        raise QueryError(
+            f"the query column count has {int(counts.isna().sum())} NULL or non-numeric value(s)"
+        )
+    if (counts < 0).any():
+        raise QueryError(f"the query column count has {int((counts < 0).sum())} negative value(s)")
+    return counts.astype("int64")

@@ -1,0 +1,301 @@
+"""A demo ``activityhistory`` database: raw events with realistic user agents, weekly
+seasonality, a trend, noise, and injected faults recorded in ``anomaly_labels``.
+
+Deterministic for a seed. Events are generated per day as arrays and inserted in batches,
+so the table can grow to millions of rows quickly. Works on any SQLAlchemy URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    insert,
+)
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+activityhistory = Table(
+    "activityhistory",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("channelid", String(32), nullable=False),
+    Column("actioncode", String(32), nullable=False),
+    Column("user_agent", String(512)),
+    Index("ix_activityhistory_created_at", "created_at"),
+)
+anomaly_labels = Table(
+    "anomaly_labels",
+    metadata,
+    Column("date", Date, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("channelid", String(32)),
+    Column("actioncode", String(32)),
+    Column("os_family", String(32)),
+    Column("factor", Float, nullable=False),
+)
+
+CHANNELS = {"web": 0.55, "mobile": 0.35, "api": 0.10}
+ACTIONS = {"view": 0.55, "search": 0.25, "login": 0.15, "purchase": 0.05}
+OS_MIX = {
+    "web": {
+        "Windows": 0.42,
+        "Mac OS X": 0.20,
+        "iOS": 0.10,
+        "Android": 0.12,
+        "Linux": 0.05,
+        "Chrome OS": 0.05,
+        "Ubuntu": 0.03,
+        "Other": 0.03,
+    },
+    "mobile": {"iOS": 0.47, "Android": 0.48, "Other": 0.05},
+    "api": {"Other": 0.75, "Linux": 0.25},
+}
+WEEKLY = {  # Monday .. Sunday
+    "web": (1.0, 1.02, 1.03, 1.0, 0.96, 0.72, 0.66),
+    "mobile": (0.95, 0.96, 0.97, 0.98, 1.0, 1.08, 1.1),
+    "api": (1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5),
+}
+TEMPLATES = {
+    "Windows": [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{a}.0.{b}.{c} Safari/537.36",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{a}.0) Gecko/20100101 Firefox/{a}.0",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{a}.0.0.0 Safari/537.36 Edg/{a}.0.{b}.{c}",
+    ],
+    "Mac OS X": [
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_{d}) AppleWebKit/605.1.15 (KHTML, like "
+        "Gecko) Version/{e}.{d} Safari/605.1.15",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_{d}) AppleWebKit/537.36 (KHTML, like "
+        "Gecko) Chrome/{a}.0.{b}.{c} Safari/537.36",
+    ],
+    "iOS": [
+        "Mozilla/5.0 (iPhone; CPU iPhone OS {e}_{d} like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+        "like Gecko) Version/{e}.{d} Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (iPad; CPU OS {e}_{d} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+        "Gecko) Version/{e}.{d} Mobile/15E148 Safari/604.1",
+    ],
+    "Android": [
+        "Mozilla/5.0 (Linux; Android {f}; SM-S9{d}1B) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{a}.0.{b}.{c} Mobile Safari/537.36",
+        "Mozilla/5.0 (Linux; Android {f}; Pixel {d}) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{a}.0.{b}.{c} Mobile Safari/537.36",
+    ],
+    "Linux": [
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{a}.0.{b}.{c} Safari/537.36",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:{a}.0) Gecko/20100101 Firefox/{a}.0",
+    ],
+    "Chrome OS": [
+        "Mozilla/5.0 (X11; CrOS x86_64 {b}.{c}.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{a}.0.0.0 Safari/537.36",
+    ],
+    "Ubuntu": [
+        "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:{a}.0) Gecko/20100101 Firefox/{a}.0",
+    ],
+    "Other": [
+        "python-requests/2.{a}.{d}",
+        "curl/8.{d}.{e}",
+        "Go-http-client/1.1",
+        "",
+        None,
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected fault: ``factor`` multiplies the matching series' counts on ``date``
+    (2 = duplicated load, 0.05 = stall, 0 with no filters = missing day)."""
+
+    date: dt.date
+    kind: str
+    factor: float
+    channelid: str | None = None
+    actioncode: str | None = None
+    os_family: str | None = None
+
+
+def default_faults(last_day: dt.date) -> list[Fault]:
+    """The demo's faults: a duplicated load on the last day (so the demo alerts), a stalled
+    segment, a missing day and an earlier duplicated load."""
+    return [
+        Fault(last_day, "duplicate", 2.0, channelid="web"),
+        Fault(last_day - dt.timedelta(days=14), "stall", 0.05, "mobile", os_family="Android"),
+        Fault(last_day - dt.timedelta(days=30), "missing_day", 0.0),
+        Fault(last_day - dt.timedelta(days=60), "duplicate", 2.0, channelid="mobile"),
+    ]
+
+
+@dataclass
+class DemoSpec:
+    """What to generate: ``days`` days ending with ``last_day``."""
+
+    last_day: dt.date
+    days: int = 400
+    events_per_day: int = 5000
+    seed: int = 7
+    faults: list[Fault] | None = None
+    agents_per_family: int = 60
+    series: list[tuple[str, str, str, float]] = field(init=False)
+
+    def __post_init__(self):
+        if self.faults is None:
+            self.faults = default_faults(self.last_day)
+        self.series = [
+            (channel, action, family, c_share * a_share * o_share)
+            for channel, c_share in CHANNELS.items()
+            for action, a_share in ACTIONS.items()
+            for family, o_share in OS_MIX[channel].items()
+        ]
+
+
+def agent_pool(rng: np.random.Generator, per_family: int) -> dict[str, list[str | None]]:
+    """Distinct user-agent strings per OS family, versions drawn at random."""
+    pool = {}
+    for family, templates in TEMPLATES.items():
+        agents: list[str | None] = []
+        for i in range(per_family):
+            template = templates[i % len(templates)]
+            if template is None:
+                agents.append(None)
+                continue
+            digits = rng.integers([100, 4000, 10, 1, 14, 10], [130, 6500, 200, 8, 18, 15])
+            agents.append(template.format(**dict(zip("abcdef", digits.tolist(), strict=True))))
+        pool[family] = list(dict.fromkeys(agents))
+    return pool
+
+
+def expected_counts(spec: DemoSpec, rng: np.random.Generator) -> np.ndarray:
+    """Expected events per (day, series): shares × weekday × trend × yearly wave × noise."""
+    first = spec.last_day - dt.timedelta(days=spec.days - 1)
+    dates = [first + dt.timedelta(days=i) for i in range(spec.days)]
+    t = np.arange(spec.days) / 365.0
+    trend = 1.0 + 0.15 * t + 0.05 * np.sin(2 * np.pi * (t + 0.2))
+    shares = np.array([s[3] for s in spec.series])
+    weekly = np.array([[WEEKLY[s[0]][d.weekday()] for s in spec.series] for d in dates])
+    noise = rng.lognormal(0.0, 0.04, size=weekly.shape)
+    return spec.events_per_day * trend[:, None] * shares[None, :] * weekly * noise
+
+
+def apply_faults(counts: np.ndarray, spec: DemoSpec, first: dt.date) -> np.ndarray:
+    counts = counts.copy()
+    for fault in spec.faults or []:
+        row = (fault.date - first).days
+        if not 0 <= row < len(counts):
+            continue
+        match = np.array([_matches(fault, s) for s in spec.series])
+        counts[row, match] = np.round(counts[row, match] * fault.factor).astype(counts.dtype)
+    return counts
+
+
+def _matches(fault: Fault, series: tuple[str, str, str, float]) -> bool:
+    wanted = (fault.channelid, fault.actioncode, fault.os_family)
+    return all(w is None or w == v for w, v in zip(wanted, series[:3], strict=True))
+
+
+def write_demo(engine: Engine, spec: DemoSpec, batch_days: int = 20) -> int:
+    """Replace ``activityhistory`` and ``anomaly_labels`` with generated data; return the
+    number of events written."""
+    began = time.perf_counter()
+    rng = np.random.default_rng(spec.seed)
+    pool = agent_pool(rng, spec.agents_per_family)
+    first = spec.last_day - dt.timedelta(days=spec.days - 1)
+    counts = apply_faults(rng.poisson(expected_counts(spec, rng)), spec, first)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    written = 0
+    with engine.begin() as connection:
+        for start in range(0, spec.days, batch_days):
+            days = range(start, min(start + batch_days, spec.days))
+            written += _insert_events(connection, _events(rng, spec, pool, first, counts, days))
+        labels = [_label(f) for f in spec.faults or [] if first <= f.date <= spec.last_day]
+        if labels:
+            connection.execute(insert(anomaly_labels), labels)
+    log.info(
+        "demo: %d events over %d days (%s..%s), %d faults in %.1fs",
+        written,
+        spec.days,
+        first,
+        spec.last_day,
+        len(labels),
+        time.perf_counter() - began,
+    )
+    return written
+
+
+def _events(rng, spec, pool, first, counts, day_rows) -> dict[str, list]:
+    """The raw events of the given days, column by column."""
+    channels = np.array([s[0] for s in spec.series], dtype=object)
+    actions = np.array([s[1] for s in spec.series], dtype=object)
+    per_day = counts[list(day_rows)]
+    days = np.repeat(
+        np.array([first + dt.timedelta(days=r) for r in day_rows], "datetime64[s]"),
+        per_day.sum(axis=1),
+    )
+    series_of_event = np.concatenate([np.repeat(np.arange(len(spec.series)), c) for c in per_day])
+    stamps = days + rng.integers(0, 86_400, size=len(days)).astype("timedelta64[s]")
+    return {
+        "created_at": np.char.replace(np.datetime_as_string(stamps, unit="s"), "T", " ").tolist(),
+        "channelid": channels[series_of_event].tolist(),
+        "actioncode": actions[series_of_event].tolist(),
+        "user_agent": _agents_for(rng, spec, pool, series_of_event).tolist(),
+    }
+
+
+def _insert_events(connection, columns: dict[str, list]) -> int:
+    """Insert events given column-wise; SQLite takes plain tuples through its driver (the
+    fastest path), other databases SQLAlchemy's batched multi-row inserts."""
+    rows = list(zip(*columns.values(), strict=True))
+    if not rows:
+        return 0
+    if connection.dialect.name == "sqlite":
+        names = ", ".join(columns)
+        connection.exec_driver_sql(
+            f"INSERT INTO activityhistory ({names}) VALUES (?, ?, ?, ?)", rows
+        )
+    else:
+        connection.execute(
+            insert(activityhistory), [dict(zip(columns, r, strict=True)) for r in rows]
+        )
+    return len(rows)
+
+
+def _agents_for(rng, spec, pool, series_of_event: np.ndarray) -> np.ndarray:
+    """A user agent per event from its series' family pool, popular versions more often."""
+    agents = np.full(len(series_of_event), None, dtype=object)
+    families = np.array([s[2] for s in spec.series])[series_of_event]
+    for family, candidates in pool.items():
+        where = np.flatnonzero(families == family)
+        weights = 1.0 / np.arange(1, len(candidates) + 1)
+        picks = rng.choice(len(candidates), size=len(where), p=weights / weights.sum())
+        agents[where] = np.array(candidates, dtype=object)[picks]
+    return agents
+
+
+def _label(fault: Fault) -> dict:
+    return {
+        "date": fault.date,
+        "kind": fault.kind,
+        "channelid": fault.channelid,
+        "actioncode": fault.actioncode,
+        "os_family": fault.os_family,
+        "factor": fault.factor,
+    }

@@ -1,0 +1,37 @@
+"""The error hierarchy. Each class's docstring is its default message; ``exit_code`` is what
+the command-line returns when the error ends a run."""
+
+
+class VolumeMonitorError(Exception):
+    """volume-monitor failed."""
+
+    exit_code = 1
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.__doc__)
+
+
+class ConfigError(VolumeMonitorError):
+    """The configuration is invalid."""
+
+
+class DatabaseError(VolumeMonitorError):
+    """The database could not be reached."""
+
+
+class QueryError(VolumeMonitorError):
+    """The query result does not match the query contract."""
+
+
+class NoDataError(VolumeMonitorError):
+    """The query returned no rows for the requested window."""
+
+
+class ModelNotFoundError(VolumeMonitorError):
+    """No model version carries the requested alias."""
+
+
+class AlertDeliveryError(VolumeMonitorError):
+    """The alert email could not be delivered."""
+
+    exit_code = 3

@@ -1,0 +1,253 @@
+"""Orchestration: ``train`` and ``score_day`` wire the stages together and do nothing else."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from volume_monitor import alert, db, etl, report, tracking
+from volume_monitor.config import Settings
+from volume_monitor.errors import AlertDeliveryError, ConfigError, NoDataError
+from volume_monitor.model import SEED_PARAMS, VolumeDetector
+
+log = logging.getLogger(__name__)
+
+TRAINING_DAYS = 365
+EMAIL_FILE = "email.txt"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    version: str
+    rows: int
+    series: int
+    days: int
+    promoted: bool
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    folder: Path
+    summary: dict[str, Any]
+    exit_code: int
+
+
+def today(settings: Settings) -> dt.date:
+    """Today's date in ``VM_TIMEZONE``."""
+    return dt.datetime.now(ZoneInfo(settings.timezone)).date()
+
+
+def training_window(settings: Settings, start: dt.date | None, end: dt.date | None):
+    """``[start, end)``; by default the 365 days before today."""
+    end = end or today(settings)
+    start = start or end - dt.timedelta(days=TRAINING_DAYS)
+    if start >= end:
+        raise ConfigError(f"the training window is empty: start {start} is not before end {end}")
+    return start, end
+
+
+def detector_params(overrides: dict[str, str]) -> dict[str, Any]:
+    """The seed hyperparameters and defaults, with ``--param key=value`` overrides typed like
+    the default they replace."""
+    params = VolumeDetector().get_params()
+    params.update(SEED_PARAMS)
+    for key, text in overrides.items():
+        if key not in params:
+            raise ConfigError(f"unknown parameter {key!r}; known: {', '.join(sorted(params))}")
+        params[key] = _typed(key, text, params[key])
+    return params
+
+
+def train(
+    settings: Settings,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    overrides: dict[str, str] | None = None,
+    promote: bool = False,
+) -> TrainResult:
+    """Fit a detector on the window, log it to MLflow, register a version, maybe promote it."""
+    began = time.perf_counter()
+    start, end = training_window(settings, start, end)
+    params = detector_params(overrides or {})
+    engine = db.make_engine(settings.database_url)
+    raw = db.fetch(engine, db.read_query(settings.query_path), start, end)
+    if raw.empty:
+        raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
+    frame = etl.prepare(raw)
+    try:
+        detector = VolumeDetector(**params).fit(frame)
+    except ValueError as exc:
+        raise ConfigError(f"invalid model parameters: {exc}") from None
+    scored = detector.score(frame)
+    metrics = _training_metrics(frame, scored)
+    with tempfile.TemporaryDirectory() as scratch:
+        histogram = report.plot_histogram(
+            scored["score"].to_numpy(),
+            Path(scratch) / report.HISTOGRAM_FILE,
+            f"Training {start}..{end}: decision function",
+            params["contamination"],
+        )
+        run_params = {
+            **params,
+            "window_start": start,
+            "window_end": end,
+            "query": settings.query_path.name,
+            "database": engine.dialect.name,
+        }
+        run_id, version = tracking.log_training(
+            settings, detector, frame, run_params, metrics, [histogram]
+        )
+    if promote:
+        tracking.promote(settings, version)
+    log.info(
+        "train: %d rows, %d series, version %s%s in %.1fs",
+        len(frame),
+        metrics["series"],
+        version,
+        " (promoted)" if promote else "",
+        time.perf_counter() - began,
+    )
+    return TrainResult(
+        run_id, version, len(frame), int(metrics["series"]), int(metrics["days"]), promote
+    )
+
+
+def score_day(
+    settings: Settings, day: dt.date, dry_run: bool = False, force: bool = False
+) -> ScoreResult:
+    """Score one day with the production model, write ``results/<day>/``, alert if needed.
+
+    Results are written before any email is attempted. A day already alerted by the same model
+    version is not emailed again unless ``force``.
+    """
+    began = time.perf_counter()
+    model = tracking.load_model(settings)
+    engine = db.make_engine(settings.database_url)
+    raw = db.fetch(engine, db.read_query(settings.query_path), day, day + dt.timedelta(days=1))
+    frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
+    scored = model.detector.score(frame)
+    decision = alert.decide(scored, settings, missing_day=raw.empty)
+    folder = report.day_dir(settings.results_dir, day)
+    previous = report.read_summary(folder) or {}
+    histogram = report.plot_histogram(
+        scored["score"].to_numpy(),
+        folder / report.HISTOGRAM_FILE,
+        f"{day}: decision function ({model.uri}, v{model.version})",
+        model.detector.contamination,
+    )
+    report.write_scores(folder, scored)
+    summary = _summary(day, scored, decision, model, previous)
+    report.write_summary(folder, summary)
+    exit_code = 0
+    if decision.alert and not dry_run and (force or not _already_notified(previous, model)):
+        exit_code = _notify(settings, day, scored, decision, model, folder, [histogram], summary)
+    elif decision.alert:
+        log.info("alert: not sent (%s)", "dry run" if dry_run else "already sent for this day")
+    log.info(
+        "deploy: %s scored, %d rows, %d anomalies, alert %s, in %.1fs; results in %s",
+        day,
+        len(scored),
+        summary["anomalies"],
+        decision.alert,
+        time.perf_counter() - began,
+        folder,
+    )
+    return ScoreResult(folder, summary, exit_code)
+
+
+def _notify(settings, day, scored, decision, model, folder, attachments, summary) -> int:
+    """Send the alert (or write it to ``email.txt`` when SMTP is not configured); record the
+    outcome in ``summary.json``. Returns the exit code."""
+    message = alert.compose(
+        day,
+        scored,
+        decision,
+        f"{model.uri} (version {model.version})",
+        folder,
+        settings.smtp.recipients,
+        attachments,
+    )
+    if not settings.smtp.configured:
+        report.write_text(folder / EMAIL_FILE, message.as_text(settings.smtp.sender))
+        log.warning(
+            "alert: SMTP_HOST or ALERT_TO is not set; the alert was written to %s",
+            folder / EMAIL_FILE,
+        )
+        return 0
+    try:
+        alert.send(settings.smtp, message)
+    except AlertDeliveryError as exc:
+        report.write_summary(folder, {**summary, "delivery_error": str(exc)})
+        raise
+    report.write_summary(folder, {**summary, "notified": True, "notified_at": _now()})
+    summary.update(notified=True)
+    return 0
+
+
+def _already_notified(previous: dict[str, Any], model: tracking.LoadedModel) -> bool:
+    return bool(previous.get("notified")) and previous.get("model_version") == model.version
+
+
+def _summary(day, scored, decision, model, previous) -> dict[str, Any]:
+    anomalies = int(scored["is_anomaly"].sum())
+    keep = _already_notified(previous, model)
+    return {
+        "date": day.isoformat(),
+        "rows": len(scored),
+        "anomalies": anomalies,
+        "anomaly_share": round(anomalies / len(scored), 6) if len(scored) else 0.0,
+        "alert": decision.alert,
+        "reasons": decision.reasons,
+        "model_uri": model.uri,
+        "model_version": model.version,
+        "run_id": model.run_id,
+        "notified": keep,
+        "notified_at": previous.get("notified_at") if keep else None,
+        "total_count": int(scored["count"].sum()),
+        "scored_at": _now(),
+    }
+
+
+def _training_metrics(frame: pd.DataFrame, scored: pd.DataFrame) -> dict[str, float]:
+    scores = scored["score"].to_numpy()
+    quantiles = np.quantile(scores, [0.01, 0.05, 0.5, 0.95])
+    return {
+        "rows": float(len(frame)),
+        "series": float(len(frame[etl.SERIES_KEYS].drop_duplicates())),
+        "days": float(frame.index.nunique()),
+        "anomaly_share": float(scored["is_anomaly"].mean()),
+        "outlier_share": float((scores < 0).mean()),
+        "score_p01": float(quantiles[0]),
+        "score_p05": float(quantiles[1]),
+        "score_p50": float(quantiles[2]),
+        "score_p95": float(quantiles[3]),
+    }
+
+
+def _typed(key: str, text: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return text.strip().lower() in {"1", "true", "yes"}
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"parameter {key} expects a {type(default).__name__}, not {text!r}"
+        ) from None
+    return text
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

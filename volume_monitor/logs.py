@@ -1,0 +1,62 @@
+"""Logging to the console and to a rotating file, with secrets masked everywhere."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from collections.abc import Iterable
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MASK = "***"
+_HANDLER_TAG = "_volume_monitor"
+
+
+class SecretMaskFilter(logging.Filter):
+    """Replaces every occurrence of a secret in a record's final message with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]):
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        masked = mask(message, self.secrets)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def setup_logging(log_file: Path, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """Send the package's logs to stderr and to ``log_file`` (5 MB × 5, rotating).
+
+    Calling it again replaces the handlers it added before, so a long-running scheduler and
+    the tests can reconfigure it.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _HANDLER_TAG, False)]:
+        root.removeHandler(handler)
+        handler.close()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    secret_filter = SecretMaskFilter(secrets)
+    file_handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=5_000_000, backupCount=5, encoding="utf-8"
+    )
+    for handler in (logging.StreamHandler(), file_handler):
+        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.addFilter(secret_filter)
+        setattr(handler, _HANDLER_TAG, True)
+        root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("alembic", "mlflow", "matplotlib", "urllib3", "yagmail", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

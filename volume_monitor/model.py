@@ -1,0 +1,222 @@
+"""The detector: one fitted object that carries its own preprocessing.
+
+:class:`VolumeDetector` holds the category encoder, the scaler, a robust per-series baseline
+(median of ``log1p(count)`` per weekday and a spread per series) and the Isolation Forest.
+Scoring follows scikit-learn's ``decision_function`` convention: lower is more anomalous, below
+0 is an outlier.
+
+Two feature sets:
+
+- ``baseline`` (default): the deviation of each count from its series' weekday baseline, in
+  spreads, and the series' expected level. A doubling of a small series is as visible as a
+  doubling of a big one. A row is anomalous when the forest scores it below 0 *and* its count
+  lies outside the series' expected range.
+- ``seed``: the original configuration, label-encoded categories, weekday, month and the raw
+  count, scaled; a row is anomalous when the forest scores it below 0.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import IsolationForest
+from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+
+from volume_monitor.etl import SERIES_KEYS
+
+log = logging.getLogger(__name__)
+
+SEED_PARAMS = {"n_estimators": 100, "max_samples": 256, "contamination": 0.15, "random_state": 2019}
+FEATURE_SETS = ("baseline", "seed")
+MIN_SPREAD = 0.05  # in log1p units: about ±5% of a large series
+MAD_TO_SD = 1.4826
+DUPLICATE_TOLERANCE = 0.2  # a count within ±0.2 of an integer multiple ≥ 2 of expected
+STALL_RATIO = 0.1  # at most 10% of expected
+
+# The types a saved VolumeDetector holds beyond those skops trusts by default; loading refuses
+# any other type.
+TRUSTED_TYPES = [
+    "volume_monitor.model.VolumeDetector",
+    "sklearn.tree._tree.Tree",
+]
+
+
+class VolumeDetector(BaseEstimator):
+    """Isolation Forest over per-series volumes, with the baselines to explain its verdicts."""
+
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        max_samples: int = 256,
+        contamination: float = 0.15,
+        random_state: int = 2019,
+        features: str = "baseline",
+        band: float = 4.0,
+        recent_weeks: int = 8,
+    ):
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.contamination = contamination
+        self.random_state = random_state
+        self.features = features
+        self.band = band
+        self.recent_weeks = recent_weeks
+
+    # --- fitting -------------------------------------------------------------------------
+
+    def fit(self, frame: pd.DataFrame, y=None) -> VolumeDetector:
+        """Learn series, baselines, encoders and the forest from an ETL frame (date index)."""
+        if self.features not in FEATURE_SETS:
+            raise ValueError(f"features must be one of {FEATURE_SETS}, not {self.features!r}")
+        frame = _with_date_column(frame)
+        series = frame[SERIES_KEYS].drop_duplicates().sort_values(SERIES_KEYS)
+        self.series_ = series.astype(str).values.tolist()
+        index = self._series_index(frame)
+        self.center_, self.spread_ = _baseline(
+            frame.assign(s=index), len(series), self.recent_weeks
+        )
+        self.encoder_ = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+        self.encoder_.fit(frame[SERIES_KEYS].astype(str))
+        raw = self._raw_features(frame, index)
+        self.scaler_ = StandardScaler().fit(raw)
+        self.forest_ = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=min(self.max_samples, len(frame)),
+            contamination=self.contamination,
+            random_state=self.random_state,
+        ).fit(self.scaler_.transform(raw))
+        return self
+
+    # --- scoring -------------------------------------------------------------------------
+
+    def decision_function(self, frame: pd.DataFrame) -> np.ndarray:
+        frame = _with_date_column(frame)
+        index = self._series_index(frame)
+        return self.forest_.decision_function(
+            self.scaler_.transform(self._raw_features(frame, index))
+        )
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """scikit-learn's outlier convention: -1 anomalous, 1 normal."""
+        return np.where(self.score(frame)["is_anomaly"], -1, 1)
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (date index or column) with expected range, score, verdict and cause."""
+        frame = _with_date_column(frame)
+        index = self._series_index(frame)
+        known = index >= 0
+        center = np.where(known, self.center_[index.clip(0), frame["weekday"]], np.nan)
+        spread = np.where(known, self.spread_[index.clip(0)], np.nan)
+        counts = frame["count"].to_numpy(dtype=float)
+        low = np.maximum(np.expm1(center - self.band * spread), 0.0)
+        high = np.expm1(center + self.band * spread)
+        scores = self.forest_.decision_function(
+            self.scaler_.transform(self._raw_features(frame, index))
+        )
+        direction = _direction(counts, low, high)
+        outlier = scores < 0
+        anomalous = outlier & known & (direction != "") if self.features == "baseline" else outlier
+        missing_day = frame.groupby("date")["count"].transform("sum").to_numpy() == 0
+        cause = _cause(counts, np.expm1(center), direction, anomalous, known, missing_day)
+        return frame.assign(
+            expected_low=np.floor(low),
+            expected_high=np.ceil(high),
+            score=scores,
+            is_anomaly=anomalous,
+            direction=direction,
+            cause=cause,
+        )
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _series_index(self, frame: pd.DataFrame) -> np.ndarray:
+        """Position of each row's series among the known series, -1 for a new one."""
+        known = pd.MultiIndex.from_tuples([tuple(s) for s in self.series_], names=SERIES_KEYS)
+        rows = pd.MultiIndex.from_frame(frame[SERIES_KEYS].astype(str))
+        return known.get_indexer(rows)
+
+    def _raw_features(self, frame: pd.DataFrame, index: np.ndarray) -> np.ndarray:
+        counts = frame["count"].to_numpy(dtype=float)
+        if self.features == "seed":
+            codes = self.encoder_.transform(frame[SERIES_KEYS].astype(str))
+            calendar = frame[["weekday", "month"]].to_numpy(dtype=float)
+            return np.column_stack([codes, calendar, counts])
+        known = index >= 0
+        level = np.log1p(counts)
+        center = np.where(known, self.center_[index.clip(0), frame["weekday"]], level)
+        spread = np.where(known, self.spread_[index.clip(0)], 1.0)
+        return np.column_stack([(level - center) / spread, center])
+
+    @property
+    def series_frame(self) -> pd.DataFrame:
+        """The series known from training, one row each."""
+        return pd.DataFrame(self.series_, columns=SERIES_KEYS)
+
+
+def _with_date_column(frame: pd.DataFrame) -> pd.DataFrame:
+    if "date" in frame.columns:
+        return frame.reset_index(drop=True)
+    return frame.rename_axis("date").reset_index()
+
+
+def _baseline(
+    frame: pd.DataFrame, n_series: int, recent_weeks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per series ``s`` and weekday: the median ``log1p(count)`` of its last ``recent_weeks``
+    observations (so a trend does not drag the level); the series median where a weekday was
+    never seen. Per series: a robust spread of the recent residuals, floored by Poisson noise
+    and ``MIN_SPREAD``."""
+    data = pd.DataFrame(
+        {
+            "date": frame["date"],
+            "s": frame["s"],
+            "w": frame["weekday"],
+            "y": np.log1p(frame["count"]),
+        }
+    )
+    recent = data.sort_values("date").groupby(["s", "w"]).tail(recent_weeks)
+    overall = recent.groupby("s")["y"].median().reindex(range(n_series)).to_numpy()
+    by_day = recent.groupby(["s", "w"])["y"].median().unstack("w")
+    center = by_day.reindex(index=range(n_series), columns=range(7)).to_numpy()
+    center = np.where(np.isnan(center), overall[:, None], center)
+    residual = (recent["y"] - center[recent["s"], recent["w"]]).abs()
+    mad = residual.groupby(recent["s"]).median().reindex(range(n_series)).to_numpy() * MAD_TO_SD
+    poisson = 1.0 / np.sqrt(np.expm1(center).mean(axis=1) + 1.0)
+    return center, np.maximum.reduce([mad, poisson, np.full(n_series, MIN_SPREAD)])
+
+
+def _direction(counts: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    direction = np.full(len(counts), "", dtype=object)
+    direction[counts > high] = "high"
+    direction[(counts < low) & (counts > 0)] = "low"
+    direction[(counts < low) & (counts == 0)] = "missing"
+    return direction
+
+
+def _cause(
+    counts: np.ndarray,
+    expected: np.ndarray,
+    direction: np.ndarray,
+    anomalous: np.ndarray,
+    known: np.ndarray,
+    missing_day: np.ndarray,
+) -> np.ndarray:
+    """The likely cause of each anomalous row; ``new_series`` for series unseen in training."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = counts / np.where(expected > 0, expected, np.nan)
+    multiple = np.round(ratio)
+    duplicate = (multiple >= 2) & (np.abs(ratio - multiple) <= DUPLICATE_TOLERANCE)
+    choices = [
+        anomalous & missing_day,
+        anomalous & (direction == "missing"),
+        anomalous & (direction == "low") & (ratio <= STALL_RATIO),
+        anomalous & (direction == "low"),
+        anomalous & (direction == "high") & duplicate,
+        anomalous & (direction == "high"),
+        ~known,
+    ]
+    names = ["missing_day", "missing_series", "stall", "drop", "duplicate", "spike", "new_series"]
+    return np.select(choices, names, default="").astype(object)

@@ -1,0 +1,198 @@
+"""MLflow: log a training run, register the model, promote a version, load it by alias.
+
+The store defaults to ``sqlite:///mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``.
+Models are saved in the skops format and loaded here with :data:`TRUSTED_TYPES` from this
+package, never with a list read from the model file itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from volume_monitor.config import Settings
+from volume_monitor.errors import ConfigError, ModelNotFoundError
+from volume_monitor.model import TRUSTED_TYPES, VolumeDetector
+
+log = logging.getLogger(__name__)
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+MODEL_FILE = "model.skops"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    detector: VolumeDetector
+    uri: str
+    version: str
+    run_id: str
+
+
+def client(settings: Settings):
+    """An MLflow client on the configured store (the SQLite file's folder is created)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    if settings.artifact_location:
+        Path(settings.artifact_location.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    return MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def experiment_id(settings: Settings, name: str | None = None) -> str:
+    """The id of the experiment ``name`` (default ``VM_EXPERIMENT``), created if needed."""
+    mlflow_client = client(settings)
+    name = name or settings.experiment
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return mlflow_client.create_experiment(name, artifact_location=settings.artifact_location)
+
+
+def log_training(
+    settings: Settings,
+    detector: VolumeDetector,
+    frame: pd.DataFrame,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    plots: list[Path],
+) -> tuple[str, str]:
+    """Log one training run with its model; register a new version. Returns (run id, version)."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    sample = frame.reset_index()
+    with warnings.catch_warnings():  # the ETL never yields missing values in integer columns
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        signature = infer_signature(sample, detector.predict(sample))
+    with mlflow.start_run(experiment_id=experiment_id(settings)) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        for plot in plots:
+            mlflow.log_artifact(str(plot), artifact_path="plots")
+        info = mlflow.sklearn.log_model(
+            detector,
+            name="model",
+            signature=signature,
+            serialization_format="skops",
+            skops_trusted_types=TRUSTED_TYPES,
+            registered_model_name=settings.model_name,
+            pip_requirements=_requirements(),
+        )
+    version = str(info.registered_model_version)
+    log.info("tracking: run %s, model %s version %s", run.info.run_id, settings.model_name, version)
+    return run.info.run_id, version
+
+
+def promote(settings: Settings, reference: str) -> str:
+    """Give the alias ``VM_MODEL_ALIAS`` to a model version, named by its number or by the id
+    of the training run that produced it. Returns the version."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    version = _resolve_version(settings, mlflow_client, reference)
+    try:
+        mlflow_client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
+    except MlflowException as exc:
+        raise ModelNotFoundError(f"cannot promote version {version}: {exc.message}") from None
+    log.info(
+        "tracking: %s version %s is now @%s", settings.model_name, version, settings.model_alias
+    )
+    return version
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """The model version that carries ``VM_MODEL_ALIAS``, loaded with trusted types only."""
+    import skops.io
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    uri = f"models:/{settings.model_name}@{settings.model_alias}"
+    try:
+        found = mlflow_client.get_model_version_by_alias(settings.model_name, settings.model_alias)
+    except MlflowException:
+        raise ModelNotFoundError(
+            f"no model version of {settings.model_name!r} has the alias "
+            f"{settings.model_alias!r} in {settings.tracking_uri}: run 'python train.py --promote' "
+            "or 'volume-monitor promote VERSION'"
+        ) from None
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            local = download_artifacts(
+                artifact_uri=f"models:/{settings.model_name}/{found.version}", dst_path=scratch
+            )
+        except (MlflowException, OSError) as exc:
+            raise ModelNotFoundError(
+                f"the artifacts of {settings.model_name} version {found.version} cannot be read: "
+                f"{getattr(exc, 'message', exc)}"
+            ) from None
+        detector = skops.io.load(Path(local) / MODEL_FILE, trusted=TRUSTED_TYPES)
+    log.info("tracking: loaded %s (version %s)", uri, found.version)
+    return LoadedModel(detector, uri, str(found.version), found.run_id or "")
+
+
+def list_runs(settings: Settings) -> pd.DataFrame:
+    """Training runs, newest first, with their metrics, model version and alias."""
+    import mlflow
+
+    client(settings)
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id(settings)], order_by=["attributes.start_time DESC"]
+    )
+    if runs.empty:
+        return pd.DataFrame(columns=["run_id", "start_time", "version", "alias"])
+    versions = _versions_by_run(settings)
+    return runs.assign(
+        version=runs["run_id"].map(lambda r: versions.get(r, ("", ""))[0]),
+        alias=runs["run_id"].map(lambda r: versions.get(r, ("", ""))[1]),
+    )
+
+
+def _versions_by_run(settings: Settings) -> dict[str, tuple[str, str]]:
+    mlflow_client = client(settings)
+    found = mlflow_client.search_model_versions(f"name='{_quoted(settings.model_name)}'")
+    return {
+        mv.run_id: (str(mv.version), ",".join(getattr(mv, "aliases", []) or [])) for mv in found
+    }
+
+
+def _resolve_version(settings: Settings, mlflow_client, reference: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    reference = reference.strip()
+    if reference.isdigit():
+        try:
+            mlflow_client.get_model_version(settings.model_name, reference)
+        except MlflowException:
+            raise ModelNotFoundError(
+                f"{settings.model_name!r} has no version {reference}"
+            ) from None
+        return reference
+    if not RUN_ID.fullmatch(reference):
+        raise ConfigError(f"{reference!r} is neither a model version number nor a run id")
+    versions = _versions_by_run(settings)
+    if reference not in versions:
+        raise ModelNotFoundError(
+            f"run {reference} registered no version of {settings.model_name!r}"
+        )
+    return versions[reference][0]
+
+
+def _quoted(name: str) -> str:
+    return name.replace("'", "''")
+
+
+def _requirements() -> list[str]:
+    """Pinned requirements of the saved model, stated so MLflow need not infer them."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("scikit-learn", "skops", "pandas", "numpy")]
