@@ -35,7 +35,11 @@ def os_families(agents: pd.Series) -> pd.Series:
     """The OS family of every element of ``agents``; each distinct value is parsed once."""
     began = time.perf_counter()
     values = agents.astype(object).where(agents.notna(), "")
-    distinct = pd.unique(values)
+    try:
+        distinct = pd.unique(values)
+    except TypeError:  # unhashable values, e.g. bytearray from a binary column
+        values = values.map(_hashable)
+        distinct = pd.unique(values)
     families = {value: os_family(_as_text(value)) for value in distinct}
     log.info(
         "agents: %d distinct user agents -> %d OS families in %.2fs",
@@ -46,9 +50,13 @@ def os_families(agents: pd.Series) -> pd.Series:
     return values.map(families).astype(str)
 
 
+def _hashable(value: object) -> object:
+    return bytes(value) if isinstance(value, bytearray) else value
+
+
 def _as_text(value: object) -> str:
     if isinstance(value, str):
         return value
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
     return "" if value is None else str(value)

@@ -8,10 +8,12 @@ cron from the install directory behaves the same as one started by hand.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
@@ -103,9 +105,11 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never appear in logs, results or emails."""
-        values = (make_url(self.database_url).password, self.smtp.password)
-        return tuple(str(v) for v in values if v)
+        """Values that must never appear in logs, results or emails, each also in the
+        URL-encoded forms it takes inside a database URL."""
+        values = [str(v) for v in (make_url(self.database_url).password, self.smtp.password) if v]
+        encoded = [form for v in values for form in (quote(v, safe=""), quote_plus(v))]
+        return tuple(dict.fromkeys(values + encoded))
 
 
 def load_settings(
@@ -131,7 +135,7 @@ def warn_unknown_keys(values: Mapping[str, str]) -> list[str]:
 def _build(v: Mapping[str, str]) -> Settings:
     smtp = SmtpSettings(
         host=v["SMTP_HOST"].strip(),
-        port=_integer(v, "SMTP_PORT", default=465 if _boolean(v, "SMTP_SSL") else 25),
+        port=_port(v, default=465 if _boolean(v, "SMTP_SSL") else 25),
         user=v["SMTP_USER"].strip(),
         password=v["SMTP_PASSWORD"],
         ssl=_boolean(v, "SMTP_SSL"),
@@ -176,7 +180,7 @@ def _absolute_sqlite(value: str, key: str) -> str:
     """Validate a database URL; make a relative SQLite file path absolute."""
     try:
         url = make_url(value.strip())
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigError(f"{key} is not a valid database URL") from None
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         url = url.set(database=str(_path(url.database)))
@@ -205,13 +209,20 @@ def _integer(v: Mapping[str, str], key: str, default: int | None = None) -> int:
     return number
 
 
+def _port(v: Mapping[str, str], default: int) -> int:
+    port = _integer(v, "SMTP_PORT", default=default)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"SMTP_PORT must be between 1 and 65535, not {port}")
+    return port
+
+
 def _number(v: Mapping[str, str], key: str) -> float:
     try:
         number = float(v[key])
     except ValueError:
         raise ConfigError(f"{key} must be a number, not {v[key]!r}") from None
-    if number <= 0:
-        raise ConfigError(f"{key} must be positive")
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{key} must be a positive number, not {v[key]!r}")
     return number
 
 

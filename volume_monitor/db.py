@@ -132,6 +132,8 @@ def first_line(exc: BaseException) -> str:
 
 def _dates(column: pd.Series) -> pd.Series:
     dates = pd.to_datetime(column, errors="coerce")
+    if dates.isna().any() and column.notna().all():  # formats differ between rows
+        dates = pd.to_datetime(column, errors="coerce", format="mixed")
     bad = int(dates.isna().sum())
     if bad:
         raise QueryError(f"the query column date has {bad} value(s) that are not dates")
@@ -141,6 +143,10 @@ def _dates(column: pd.Series) -> pd.Series:
 
 
 def _labels(column: pd.Series) -> pd.Series:
+    """Labels as strings; integer ids that pandas widened to float (a NULL among them) keep
+    their integer spelling, so a series has one label on every day."""
+    if pd.api.types.is_float_dtype(column) and (column.dropna() % 1 == 0).all():
+        column = column.astype("Int64")
     return column.astype(object).where(column.notna(), MISSING_LABEL).astype(str)
 
 

@@ -149,10 +149,19 @@ def score_day(
     summary = _summary(day, scored, decision, model, previous)
     report.write_summary(folder, summary)
     exit_code = 0
-    if decision.alert and not dry_run and (force or not _already_notified(previous, model)):
-        exit_code = _notify(settings, day, scored, decision, model, folder, [histogram], summary)
+    if decision.alert and (force or not _already_notified(previous, model)):
+        message = alert.compose(
+            day,
+            scored,
+            decision,
+            f"{model.uri} (version {model.version})",
+            folder,
+            settings.smtp.recipients,
+            [histogram],
+        )
+        exit_code = _notify(settings, message, folder, summary, dry_run)
     elif decision.alert:
-        log.info("alert: not sent (%s)", "dry run" if dry_run else "already sent for this day")
+        log.info("alert: already sent for %s by this model; --force sends it again", day)
     log.info(
         "deploy: %s scored, %d rows, %d anomalies, alert %s, in %.1fs; results in %s",
         day,
@@ -165,32 +174,23 @@ def score_day(
     return ScoreResult(folder, summary, exit_code)
 
 
-def _notify(settings, day, scored, decision, model, folder, attachments, summary) -> int:
-    """Send the alert (or write it to ``email.txt`` when SMTP is not configured); record the
-    outcome in ``summary.json``. Returns the exit code."""
-    message = alert.compose(
-        day,
-        scored,
-        decision,
-        f"{model.uri} (version {model.version})",
-        folder,
-        settings.smtp.recipients,
-        attachments,
-    )
-    if not settings.smtp.configured:
+def _notify(
+    settings: Settings, message: alert.Message, folder: Path, summary: dict, dry_run: bool
+) -> int:
+    """Send the alert, or write it to ``email.txt`` on a dry run or when SMTP is not configured;
+    record the outcome in ``summary.json``. Returns the exit code."""
+    if dry_run or not settings.smtp.configured:
         report.write_text(folder / EMAIL_FILE, message.as_text(settings.smtp.sender))
-        log.warning(
-            "alert: SMTP_HOST or ALERT_TO is not set; the alert was written to %s",
-            folder / EMAIL_FILE,
-        )
+        why = "dry run" if dry_run else "SMTP_HOST or ALERT_TO is not set"
+        log.warning("alert: not sent (%s); written to %s", why, folder / EMAIL_FILE)
         return 0
     try:
         alert.send(settings.smtp, message)
     except AlertDeliveryError as exc:
         report.write_summary(folder, {**summary, "delivery_error": str(exc)})
         raise
-    report.write_summary(folder, {**summary, "notified": True, "notified_at": _now()})
-    summary.update(notified=True)
+    summary.update(notified=True, notified_at=_now())
+    report.write_summary(folder, summary)
     return 0
 
 

@@ -26,6 +26,13 @@ class SecretMaskFilter(logging.Filter):
         masked = mask(message, self.secrets)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info:  # a traceback can quote a secret too: render it masked, once
+            record.exc_text = mask(
+                logging.Formatter().formatException(record.exc_info), self.secrets
+            )
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = mask(record.exc_text, self.secrets)
         return True
 
 

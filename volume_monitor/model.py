@@ -13,6 +13,9 @@ Two feature sets:
   lies outside the series' expected range.
 - ``seed``: the original configuration, label-encoded categories, weekday, month and the raw
   count, scaled; a row is anomalous when the forest scores it below 0.
+
+The expected range of a series is ``band`` robust spreads around its weekday baseline, and at
+least ``min_change`` events either side of the expected count.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ SEED_PARAMS = {"n_estimators": 100, "max_samples": 256, "contamination": 0.15, "
 FEATURE_SETS = ("baseline", "seed")
 MIN_SPREAD = 0.05  # in log1p units: about ±5% of a large series
 MAD_TO_SD = 1.4826
-DUPLICATE_TOLERANCE = 0.2  # a count within ±0.2 of an integer multiple ≥ 2 of expected
+DUPLICATE_MULTIPLES = (2, 3)  # a duplicated load: count / m close to the baseline
+DUPLICATE_SPREADS = 2.0  # "close": within this many spreads
 STALL_RATIO = 0.1  # at most 10% of expected
 
 # The types a saved VolumeDetector holds beyond those skops trusts by default; loading refuses
@@ -56,6 +60,7 @@ class VolumeDetector(BaseEstimator):
         features: str = "baseline",
         band: float = 4.0,
         recent_weeks: int = 8,
+        min_change: float = 10.0,
     ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
@@ -64,6 +69,7 @@ class VolumeDetector(BaseEstimator):
         self.features = features
         self.band = band
         self.recent_weeks = recent_weeks
+        self.min_change = min_change
 
     # --- fitting -------------------------------------------------------------------------
 
@@ -111,8 +117,7 @@ class VolumeDetector(BaseEstimator):
         center = np.where(known, self.center_[index.clip(0), frame["weekday"]], np.nan)
         spread = np.where(known, self.spread_[index.clip(0)], np.nan)
         counts = frame["count"].to_numpy(dtype=float)
-        low = np.maximum(np.expm1(center - self.band * spread), 0.0)
-        high = np.expm1(center + self.band * spread)
+        low, high = self._expected_range(center, spread)
         scores = self.forest_.decision_function(
             self.scaler_.transform(self._raw_features(frame, index))
         )
@@ -120,7 +125,7 @@ class VolumeDetector(BaseEstimator):
         outlier = scores < 0
         anomalous = outlier & known & (direction != "") if self.features == "baseline" else outlier
         missing_day = frame.groupby("date")["count"].transform("sum").to_numpy() == 0
-        cause = _cause(counts, np.expm1(center), direction, anomalous, known, missing_day)
+        cause = _cause(counts, center, spread, direction, anomalous, known, missing_day)
         return frame.assign(
             expected_low=np.floor(low),
             expected_high=np.ceil(high),
@@ -131,6 +136,15 @@ class VolumeDetector(BaseEstimator):
         )
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _expected_range(self, center: np.ndarray, spread: np.ndarray):
+        """Expected count and its normal range: ``band`` spreads either side of the baseline,
+        and never narrower than ``min_change`` events, so a tiny series does not page over a
+        handful of events."""
+        expected = np.expm1(center)
+        low = np.minimum(np.expm1(center - self.band * spread), expected - self.min_change)
+        high = np.maximum(np.expm1(center + self.band * spread), expected + self.min_change)
+        return np.maximum(low, 0.0), high
 
     def _series_index(self, frame: pd.DataFrame) -> np.ndarray:
         """Position of each row's series among the known series, -1 for a new one."""
@@ -198,17 +212,21 @@ def _direction(counts: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndar
 
 def _cause(
     counts: np.ndarray,
-    expected: np.ndarray,
+    center: np.ndarray,
+    spread: np.ndarray,
     direction: np.ndarray,
     anomalous: np.ndarray,
     known: np.ndarray,
     missing_day: np.ndarray,
 ) -> np.ndarray:
     """The likely cause of each anomalous row; ``new_series`` for series unseen in training."""
+    expected = np.expm1(center)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = counts / np.where(expected > 0, expected, np.nan)
-    multiple = np.round(ratio)
-    duplicate = (multiple >= 2) & (np.abs(ratio - multiple) <= DUPLICATE_TOLERANCE)
+    duplicate = np.zeros(len(counts), dtype=bool)
+    for multiple in DUPLICATE_MULTIPLES:
+        distance = np.abs(np.log1p(counts / multiple) - center)
+        duplicate |= distance <= DUPLICATE_SPREADS * spread
     choices = [
         anomalous & missing_day,
         anomalous & (direction == "missing"),
