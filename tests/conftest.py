@@ -1,0 +1,166 @@
+"""Shared fixtures: real databases (a SQLite file, the machine's PostgreSQL and MariaDB), a
+real SMTP server (aiosmtpd on 127.0.0.1), and a throwaway MLflow SQLite store per test.
+
+PostgreSQL and MariaDB tests skip with the reason when the server is unreachable, and fail
+instead when VM_REQUIRE_SERVICES=1 (as in CI).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from volume_monitor.config import Settings, load_settings
+from volume_monitor.demo import DemoSpec, default_faults, write_demo
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERY = ROOT / "sql" / "daily_volume.sql"
+REQUIRE_SERVICES = os.environ.get("VM_REQUIRE_SERVICES") == "1"
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+
+# A small, fixed history: 100 days ending LAST_DAY with the demo's faults (a duplicated load
+# of channel web on LAST_DAY, mobile/Android stalled 14 days before, a missing day 30 days
+# before, a duplicated load of mobile 60 days before).
+LAST_DAY = dt.date(2026, 6, 30)
+HISTORY_DAYS = 100
+FIRST_DAY = LAST_DAY - dt.timedelta(days=HISTORY_DAYS - 1)
+STALL_DAY = LAST_DAY - dt.timedelta(days=14)
+MISSING_DAY = LAST_DAY - dt.timedelta(days=30)
+
+
+def small_spec(**changes) -> DemoSpec:
+    values = {"days": HISTORY_DAYS, "events_per_day": 1500, "seed": 11}
+    values.update(changes)
+    return DemoSpec(LAST_DAY, faults=default_faults(LAST_DAY), **values)
+
+
+def server_url(kind: str) -> str:
+    """The URL of a running server, or skip (fail when services are required)."""
+    url = SERVER_URLS[kind]
+    try:
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure means the server is not usable here
+        reason = f"{kind} is not reachable at {url}: {str(exc).splitlines()[0]}"
+        if REQUIRE_SERVICES:
+            pytest.fail(reason + " (VM_REQUIRE_SERVICES=1)")
+        pytest.skip(reason)
+    return url
+
+
+def database_url_for(kind: str, tmp_path: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'events.db'}"
+    return server_url(kind)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def any_database_url(request, tmp_path) -> str:
+    """An empty database of each kind in turn."""
+    return database_url_for(request.param, tmp_path)
+
+
+def settings_in(folder: Path, **env: str) -> Settings:
+    """Settings whose every path lies in ``folder``, with ``env`` on top; no .env is read."""
+    values = {
+        "VM_DATABASE_URL": f"sqlite:///{folder / 'events.db'}",
+        "VM_QUERY": str(QUERY),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
+        "VM_RESULTS_DIR": str(folder / "results"),
+        "VM_LOG_FILE": str(folder / "logs" / "volume-monitor.log"),
+    }
+    values.update(env)
+    return load_settings(env_file=folder / "absent.env", environ=values)
+
+
+@pytest.fixture(scope="session")
+def demo_sqlite(tmp_path_factory) -> Path:
+    """A SQLite file with the small demo history, written once per session (read-only use)."""
+    path = tmp_path_factory.mktemp("demo") / "events.db"
+    write_demo(create_engine(f"sqlite:///{path}"), small_spec())
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory, demo_sqlite) -> Path:
+    """A folder whose MLflow store holds version 1, promoted, trained on ``demo_sqlite``.
+    Tests copy it (see ``trained_settings``) so they never change it."""
+    from volume_monitor import jobs
+
+    folder = tmp_path_factory.mktemp("trained")
+    settings = settings_in(folder, VM_DATABASE_URL=f"sqlite:///{demo_sqlite}")
+    jobs.train(settings, FIRST_DAY, LAST_DAY + dt.timedelta(days=1), promote=True)
+    return folder
+
+
+@pytest.fixture
+def trained_settings(trained_store, demo_sqlite, tmp_path):
+    """Settings on a private copy of the trained MLflow store; ``env`` overrides settings."""
+    import shutil
+
+    shutil.copytree(trained_store / "mlruns", tmp_path / "mlruns")
+
+    def make(**env: str) -> Settings:
+        return settings_in(tmp_path, VM_DATABASE_URL=f"sqlite:///{demo_sqlite}", **env)
+
+    return make
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler that keeps every message it receives."""
+
+    messages: list[email.message.EmailMessage] = field(default_factory=list)
+    envelopes: list = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        self.messages.append(
+            email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        )
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on 127.0.0.1; yields (port, inbox)."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller.port, inbox
+    finally:
+        controller.stop()
+
+
+def smtp_env(port: int, to: str = "oncall@example.com") -> dict[str, str]:
+    return {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "ALERT_TO": to,
+        "ALERT_FROM": "monitor@example.com",
+        "SMTP_TIMEOUT": "5",
+    }

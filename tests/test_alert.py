@@ -1,0 +1,108 @@
+"""The alert email, delivered to a real SMTP server (aiosmtpd on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import LAST_DAY, STALL_DAY, free_port, smtp_env
+from volume_monitor import alert, jobs
+from volume_monitor.errors import AlertDeliveryError
+
+
+def attachments(message) -> dict[str, bytes]:
+    return {
+        part.get_filename(): part.get_payload(decode=True)
+        for part in message.iter_attachments()
+        if part.get_filename()
+    }
+
+
+def body_text(message) -> str:
+    return message.get_body(preferencelist=("plain", "html")).get_content()
+
+
+def test_alert_arrives_with_subject_recipients_series_and_histogram(trained_settings, smtp_server):
+    port, inbox = smtp_server
+    settings = trained_settings(**smtp_env(port, to="oncall@example.com, lead@example.com"))
+
+    result = jobs.score_day(settings, LAST_DAY)
+
+    assert result.exit_code == 0
+    assert len(inbox.messages) == 1
+    message, envelope = inbox.messages[0], inbox.envelopes[0]
+    anomalies = result.summary["anomalies"]
+    assert message["Subject"].startswith(f"[volume-monitor] {LAST_DAY}: {anomalies} anomalous")
+    assert sorted(envelope.rcpt_tos) == ["lead@example.com", "oncall@example.com"]
+    assert envelope.mail_from == "monitor@example.com"
+    body = body_text(message)
+    scores = pd.read_csv(result.folder / "scores.csv")
+    for row in scores[scores["is_anomaly"]].itertuples():
+        assert f"{row.channelid}/{row.actioncode}/{row.os_family}: {row.count} events" in body
+    assert "expected" in body and "high" in body
+    files = attachments(message)
+    assert list(files) == ["histogram.png"]
+    assert files["histogram.png"] == (result.folder / "histogram.png").read_bytes()
+    summary = json.loads((result.folder / "summary.json").read_text())
+    assert summary["notified"] is True and summary["notified_at"]
+
+
+def test_dry_run_sends_nothing_but_writes_the_message(trained_settings, smtp_server):
+    port, inbox = smtp_server
+    settings = trained_settings(**smtp_env(port))
+
+    result = jobs.score_day(settings, LAST_DAY, dry_run=True)
+
+    assert inbox.messages == []
+    assert result.summary["alert"] is True and result.summary["notified"] is False
+    written = (result.folder / "email.txt").read_text()
+    assert f"Subject: [volume-monitor] {LAST_DAY}" in written
+    assert "To: oncall@example.com" in written
+
+
+def test_without_smtp_settings_the_message_is_written_for_the_user(trained_settings):
+    settings = trained_settings()
+    result = jobs.score_day(settings, STALL_DAY)
+    written = (result.folder / "email.txt").read_text()
+    assert "mobile/view/Android" in written
+    assert "low" in written and "Attachments: histogram.png" in written
+    assert result.summary["notified"] is False
+
+
+def test_rerun_does_not_email_again_unless_forced(trained_settings, smtp_server):
+    port, inbox = smtp_server
+    settings = trained_settings(**smtp_env(port))
+
+    jobs.score_day(settings, LAST_DAY)
+    again = jobs.score_day(settings, LAST_DAY)
+    assert len(inbox.messages) == 1
+    assert again.summary["notified"] is True, "the earlier delivery stays recorded"
+
+    jobs.score_day(settings, LAST_DAY, force=True)
+    assert len(inbox.messages) == 2
+
+
+def test_smtp_down_keeps_results_and_raises_delivery_error(trained_settings):
+    settings = trained_settings(**smtp_env(free_port()))  # nothing listens there
+
+    with pytest.raises(AlertDeliveryError) as caught:
+        jobs.score_day(settings, LAST_DAY)
+
+    assert caught.value.exit_code == 3
+    assert "cannot send the alert through 127.0.0.1" in str(caught.value)
+    folder = settings.results_dir / str(LAST_DAY)
+    assert (folder / "scores.csv").is_file() and (folder / "histogram.png").is_file()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["notified"] is False
+    assert summary["delivery_error"].startswith("cannot send the alert")
+
+
+def test_missing_recipients_is_a_delivery_error(tmp_path):
+    from conftest import settings_in
+
+    settings = settings_in(tmp_path, SMTP_HOST="127.0.0.1")
+    message = alert.Message("subject", "body", recipients=())
+    with pytest.raises(AlertDeliveryError, match="ALERT_TO is empty"):
+        alert.send(settings.smtp, message)

@@ -1,0 +1,118 @@
+"""train.py and deploy.py as cron runs them: separate processes, exit codes, one clear line on
+a known error and never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FIRST_DAY, LAST_DAY, QUERY, ROOT
+
+SETTING_PREFIXES = ("VM_", "SMTP_", "ALERT_", "MLFLOW_")
+
+
+def run(script: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if " ERROR " in line or "error:" in line]
+
+
+@pytest.fixture
+def workdir(tmp_path, demo_sqlite) -> Path:
+    """An install-like folder: relative default paths, the demo database under data/."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(demo_sqlite, tmp_path / "data" / "demo.db")
+    (tmp_path / "sql").mkdir()
+    shutil.copy(QUERY, tmp_path / "sql" / QUERY.name)
+    return tmp_path
+
+
+def test_train_then_deploy_with_default_paths(workdir):
+    trained = run(
+        "train.py", "--start", str(FIRST_DAY), "--end", "2026-07-01", "--promote", cwd=workdir
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "run id: " in trained.stdout
+    assert "model: volume-monitor version 1, alias @production" in trained.stdout
+
+    deployed = run("deploy.py", "--date", str(LAST_DAY), "--dry-run", cwd=workdir)
+    assert deployed.returncode == 0, deployed.stderr
+    folder = workdir / "results" / str(LAST_DAY)
+    assert f"results in {folder}" in deployed.stdout
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["alert"] is True and summary["notified"] is False
+    assert (workdir / "mlruns" / "mlflow.db").is_file()
+    assert any((workdir / "mlruns" / "artifacts").iterdir())
+    assert (workdir / "logs" / "volume-monitor.log").read_text().count("deploy: ") == 1
+    assert "Traceback" not in trained.stderr + deployed.stderr
+
+
+def test_unreachable_database_is_one_line_exit_1_without_password(workdir):
+    result = run(
+        "train.py",
+        cwd=workdir,
+        VM_DATABASE_URL="postgresql+psycopg2://monitor:s3cret-pw@127.0.0.1:1/events",
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = error_lines(result.stderr)
+    assert "cannot reach the database postgresql+psycopg2://monitor:***@127.0.0.1:1/events" in line
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert "s3cret-pw" not in (workdir / "logs" / "volume-monitor.log").read_text()
+
+
+def test_query_missing_a_column_is_one_line_exit_1(workdir):
+    bad = workdir / "sql" / "no_agent.sql"
+    bad.write_text(
+        "SELECT DATE(created_at) AS date, channelid, COUNT(*) AS count FROM activityhistory\n"
+        "WHERE created_at >= :start AND created_at < :end GROUP BY DATE(created_at), channelid\n"
+    )
+    result = run("train.py", cwd=workdir, VM_QUERY="sql/no_agent.sql")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = error_lines(result.stderr)
+    assert "missing the column(s) actioncode, user_agent (or os_family)" in line
+
+
+def test_no_production_alias_is_one_line_exit_1(workdir):
+    result = run("deploy.py", "--date", str(LAST_DAY), cwd=workdir)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = error_lines(result.stderr)
+    assert "no model version of 'volume-monitor' has the alias 'production'" in line
+    assert not (workdir / "results" / str(LAST_DAY)).exists()
+
+
+def test_bad_setting_is_reported_before_anything_runs(workdir):
+    result = run("deploy.py", cwd=workdir, SMTP_SSL="maybe")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "volume-monitor: error: SMTP_SSL must be true or false, not 'maybe'"
+    )
+
+
+def test_env_file_is_read_and_the_process_environment_wins(workdir):
+    (workdir / ".env").write_text(
+        "VM_DATABASE_URL=sqlite:///data/nope.db\nVM_QUERY=sql/from_dotenv.sql\n"
+    )
+    result = run("train.py", cwd=workdir, VM_DATABASE_URL="sqlite:///data/demo.db")
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert "cannot read the query file" in line and "from_dotenv.sql" in line
+    assert "nope.db" not in result.stderr

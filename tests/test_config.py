@@ -1,0 +1,305 @@
+"""Settings: environment over .env over defaults, absolute paths, validation, secrets."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from volume_monitor.config import DEFAULTS, load_settings
+from volume_monitor.errors import ConfigError
+from volume_monitor.logs import MASK, setup_logging
+
+DB_PASSWORD = "s3cret-db-pw"
+SMTP_PASSWORD = "hunter2-smtp-pw"
+SERVER_URL = f"postgresql+psycopg2://vm:{DB_PASSWORD}@db.example.com:5432/events"
+
+
+def write_env(folder: Path, **values: str) -> Path:
+    path = folder / ".env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, **environ: str):
+    """Settings from ``environ`` only (the .env file named does not exist)."""
+    return load_settings(env_file=tmp_path / "absent.env", environ=environ)
+
+
+@pytest.fixture
+def restore_logging():
+    """Undo what setup_logging does to the root logger and the quietened loggers."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    noisy = ("alembic", "mlflow", "matplotlib", "urllib3", "yagmail", "PIL")
+    levels = {name: logging.getLogger(name).level for name in noisy}
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
+
+
+def test_environ_beats_env_file_which_beats_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env_file = write_env(
+        tmp_path,
+        VM_EXPERIMENT="from-file",
+        VM_MODEL_NAME="model-from-file",
+        VM_RESULTS_DIR="file-results",
+    )
+    settings = load_settings(env_file=env_file, environ={"VM_EXPERIMENT": "from-environ"})
+    assert settings.experiment == "from-environ"
+    assert settings.model_name == "model-from-file"
+    assert settings.results_dir == tmp_path / "file-results"
+    assert settings.model_alias == DEFAULTS["VM_MODEL_ALIAS"] == "production"
+    assert settings.schedule == "30 6 * * *"
+
+
+def test_process_environment_is_the_default_environ(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env_file = write_env(tmp_path, VM_EXPERIMENT="from-file", VM_MODEL_ALIAS="from-file")
+    monkeypatch.setenv("VM_EXPERIMENT", "from-process")
+    monkeypatch.delenv("VM_MODEL_ALIAS", raising=False)
+    settings = load_settings(env_file=env_file)
+    assert settings.experiment == "from-process"
+    assert settings.model_alias == "from-file"
+    assert "VM_MODEL_ALIAS" not in os.environ
+
+
+def test_defaults_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load(tmp_path)
+    assert settings.results_dir == tmp_path / "results"
+    assert settings.log_file == tmp_path / "logs" / "volume-monitor.log"
+    assert settings.query_path == tmp_path / "sql" / "daily_volume.sql"
+    assert settings.database_url == f"sqlite:///{tmp_path}/data/demo.db"
+    assert settings.tracking_uri == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    assert settings.artifact_location == (tmp_path / "mlruns" / "artifacts").as_uri()
+    assert settings.smtp.port == 25
+    assert settings.smtp.configured is False
+    assert settings.alert_share is None
+
+
+def test_relative_paths_become_absolute_against_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load(
+        tmp_path,
+        VM_RESULTS_DIR="out/results",
+        VM_LOG_FILE="var/vm.log",
+        VM_QUERY="queries/volume.sql",
+        VM_DATABASE_URL="sqlite:///data/events.db",
+        MLFLOW_TRACKING_URI="sqlite:///store/mlflow.db",
+    )
+    assert settings.results_dir == tmp_path / "out" / "results"
+    assert settings.results_dir.is_absolute()
+    assert settings.log_file == tmp_path / "var" / "vm.log"
+    assert settings.query_path == tmp_path / "queries" / "volume.sql"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'events.db'}"
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+
+
+def test_absolute_and_memory_sqlite_urls_are_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    absolute = f"sqlite:///{tmp_path / 'elsewhere' / 'x.db'}"
+    assert load(tmp_path, VM_DATABASE_URL=absolute).database_url == absolute
+    memory = load(tmp_path, VM_DATABASE_URL="sqlite:///:memory:").database_url
+    assert make_url(memory).database == ":memory:"
+    assert load(tmp_path, VM_DATABASE_URL=SERVER_URL).database_url == SERVER_URL
+
+
+def test_env_file_relative_paths_resolve_against_cwd_not_file(tmp_path, monkeypatch):
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    env_file = write_env(config_dir, VM_RESULTS_DIR="results-here")
+    monkeypatch.chdir(work_dir)
+    settings = load_settings(env_file=env_file, environ={})
+    assert settings.results_dir == work_dir / "results-here"
+
+
+def test_values_are_parsed(tmp_path):
+    settings = load(
+        tmp_path,
+        SMTP_HOST=" mail.example.com ",
+        SMTP_SSL="Yes",
+        SMTP_STARTTLS="off",
+        SMTP_TIMEOUT="2.5",
+        ALERT_TO="a@example.com, b@example.com,,",
+        VM_ALERT_SHARE="0.2",
+        VM_ALERT_MIN_ANOMALIES="3",
+        VM_TIMEZONE="Europe/Paris",
+        VM_LOG_LEVEL="debug",
+    )
+    assert settings.smtp.host == "mail.example.com"
+    assert settings.smtp.ssl is True
+    assert settings.smtp.starttls is False
+    assert settings.smtp.port == 465
+    assert settings.smtp.timeout == 2.5
+    assert settings.smtp.recipients == ("a@example.com", "b@example.com")
+    assert settings.smtp.configured is True
+    assert settings.alert_share == 0.2
+    assert settings.alert_min_anomalies == 3
+    assert settings.timezone == "Europe/Paris"
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("SMTP_SSL", "maybe"),
+        ("SMTP_STARTTLS", "2"),
+        ("SMTP_PORT", "smtp"),
+        ("SMTP_PORT", "-25"),
+        ("SMTP_PORT", "25.5"),
+        ("SMTP_TIMEOUT", "soon"),
+        ("SMTP_TIMEOUT", "0"),
+        ("VM_ALERT_SHARE", "lots"),
+        ("VM_ALERT_SHARE", "0"),
+        ("VM_ALERT_SHARE", "1.5"),
+        ("VM_ALERT_SHARE", "-0.1"),
+        ("VM_ALERT_MIN_ANOMALIES", "1.5"),
+        ("VM_TIMEZONE", "Mars/Olympus_Mons"),
+        ("VM_TIMEZONE", "../../etc/passwd"),
+        ("VM_LOG_LEVEL", "LOUD"),
+        ("VM_DATABASE_URL", "not a url"),
+        ("VM_DATABASE_URL", ""),
+        ("MLFLOW_TRACKING_URI", "::::"),
+        ("VM_MODEL_NAME", "  "),
+        ("VM_SCHEDULE", ""),
+    ],
+)
+def test_bad_values_raise_config_error_naming_the_variable(tmp_path, key, value):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, **{key: value})
+    assert key in str(caught.value)
+
+
+def test_database_url_with_non_numeric_port_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="VM_DATABASE_URL"):
+        load(tmp_path, VM_DATABASE_URL="postgresql://vm:pw@db.example.com:notaport/events")
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999"])
+def test_out_of_range_smtp_port_is_a_config_error(tmp_path, port):
+    with pytest.raises(ConfigError, match="SMTP_PORT"):
+        load(tmp_path, SMTP_HOST="mail.example.com", SMTP_PORT=port)
+
+
+def test_bad_value_in_env_file_is_reported_too(tmp_path):
+    env_file = write_env(tmp_path, SMTP_SSL="sometimes")
+    with pytest.raises(ConfigError, match="SMTP_SSL"):
+        load_settings(env_file=env_file, environ={})
+
+
+def test_smtp_user_without_password_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, SMTP_HOST="mail.example.com", SMTP_USER="monitor")
+    assert "SMTP_USER" in str(caught.value)
+    assert "SMTP_PASSWORD" in str(caught.value)
+
+
+def test_smtp_user_with_password_is_accepted(tmp_path):
+    settings = load(tmp_path, SMTP_USER="monitor", SMTP_PASSWORD=SMTP_PASSWORD)
+    assert settings.smtp.user == "monitor"
+    assert settings.smtp.password == SMTP_PASSWORD
+
+
+def test_unknown_vm_keys_are_warned_about(tmp_path, caplog):
+    env_file = write_env(tmp_path, VM_RESUTLS_DIR="typo-in-file")
+    environ = {"VM_MODEL_NAMEE": "typo-in-environ", "VM_EXPERIMENT": "known", "HOME": "/x"}
+    with caplog.at_level(logging.WARNING, logger="volume_monitor.config"):
+        settings = load_settings(env_file=env_file, environ=environ)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2
+    assert any("VM_RESUTLS_DIR" in m for m in warned)
+    assert any("VM_MODEL_NAMEE" in m for m in warned)
+    assert not any("VM_EXPERIMENT" in m or "HOME" in m for m in warned)
+    assert settings.experiment == "known"
+
+
+def test_secrets_are_not_in_repr(tmp_path):
+    settings = load(
+        tmp_path, VM_DATABASE_URL=SERVER_URL, SMTP_USER="monitor", SMTP_PASSWORD=SMTP_PASSWORD
+    )
+    for text in (repr(settings), str(settings), repr(settings.smtp)):
+        assert DB_PASSWORD not in text
+        assert SMTP_PASSWORD not in text
+    assert "monitor" in repr(settings.smtp)
+
+
+def test_secrets_holds_both_passwords(tmp_path):
+    settings = load(
+        tmp_path, VM_DATABASE_URL=SERVER_URL, SMTP_USER="monitor", SMTP_PASSWORD=SMTP_PASSWORD
+    )
+    assert set(settings.secrets) == {DB_PASSWORD, SMTP_PASSWORD}
+    assert load(tmp_path).secrets == ()
+
+
+def test_safe_database_url_masks_the_password(tmp_path):
+    settings = load(tmp_path, VM_DATABASE_URL=SERVER_URL)
+    assert settings.database_url == SERVER_URL
+    assert settings.safe_database_url == "postgresql+psycopg2://vm:***@db.example.com:5432/events"
+
+
+def read_log(path: Path) -> str:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    return path.read_text(encoding="utf-8")
+
+
+def test_setup_logging_masks_secrets_in_console_and_file(tmp_path, capsys, restore_logging):
+    settings = load(
+        tmp_path, VM_DATABASE_URL=SERVER_URL, SMTP_USER="monitor", SMTP_PASSWORD=SMTP_PASSWORD
+    )
+    log_file = tmp_path / "logs" / "vm.log"
+    setup_logging(log_file, "INFO", settings.secrets)
+    logger = logging.getLogger("volume_monitor.test_config")
+    logger.info("db password %s and smtp password %s", DB_PASSWORD, SMTP_PASSWORD)
+    logger.warning("inline " + SMTP_PASSWORD + " text")
+    logger.debug("below the level %s", DB_PASSWORD)
+
+    content = read_log(log_file)
+    console = capsys.readouterr().err
+    for text in (content, console):
+        assert DB_PASSWORD not in text
+        assert SMTP_PASSWORD not in text
+        assert f"db password {MASK} and smtp password {MASK}" in text
+        assert f"inline {MASK} text" in text
+        assert "below the level" not in text
+    assert "INFO volume_monitor.test_config" in content
+
+
+def test_setup_logging_twice_does_not_duplicate_lines(tmp_path, restore_logging):
+    log_file = tmp_path / "vm.log"
+    setup_logging(log_file, "INFO", ())
+    setup_logging(log_file, "INFO", ())
+    logging.getLogger("volume_monitor.test_config").info("exactly once")
+    assert read_log(log_file).count("exactly once") == 1
+
+
+def test_setup_logging_masks_secrets_in_tracebacks(tmp_path, restore_logging):
+    log_file = tmp_path / "vm.log"
+    setup_logging(log_file, "INFO", (SMTP_PASSWORD,))
+    try:
+        raise RuntimeError(f"login failed with {SMTP_PASSWORD}")
+    except RuntimeError:
+        logging.getLogger("volume_monitor.test_config").exception("send failed")
+    content = read_log(log_file)
+    assert "RuntimeError" in content
+    assert SMTP_PASSWORD not in content
+
+
+def test_url_encoded_database_password_is_masked(tmp_path, restore_logging):
+    settings = load(tmp_path, VM_DATABASE_URL="postgresql://vm:p%40ss%2Fword@db/events")
+    log_file = tmp_path / "vm.log"
+    setup_logging(log_file, "INFO", settings.secrets)
+    logging.getLogger("volume_monitor.test_config").info("url %s", settings.database_url)
+    content = read_log(log_file)
+    assert "p%40ss%2Fword" not in content

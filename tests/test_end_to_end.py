@@ -1,0 +1,134 @@
+"""Train → promote → deploy on SQLite, PostgreSQL and MariaDB with the same sql/ file, scoring
+the injected faults and delivering the alert to a real SMTP server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import (
+    FIRST_DAY,
+    LAST_DAY,
+    MISSING_DAY,
+    STALL_DAY,
+    database_url_for,
+    settings_in,
+    small_spec,
+    smtp_env,
+)
+from volume_monitor import jobs, tracking
+from volume_monitor.db import make_engine
+from volume_monitor.demo import write_demo
+
+
+def read_scores(folder) -> pd.DataFrame:
+    return pd.read_csv(folder / "scores.csv", dtype={"channelid": str, "actioncode": str})
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
+def test_train_promote_deploy_flags_injected_faults(kind, tmp_path, smtp_server):
+    port, inbox = smtp_server
+    url = database_url_for(kind, tmp_path)
+    write_demo(make_engine(url, must_exist=False), small_spec())
+    settings = settings_in(tmp_path, VM_DATABASE_URL=url, **smtp_env(port))
+
+    trained = jobs.train(settings, FIRST_DAY, LAST_DAY + dt.timedelta(days=1), promote=True)
+    assert trained.version == "1"
+    assert trained.days == HISTORY_DAYS_WITH_DATA
+    assert tracking.load_model(settings).version == "1"
+
+    duplicated = jobs.score_day(settings, LAST_DAY)
+    scores = read_scores(duplicated.folder)
+    flagged = scores[scores["is_anomaly"]]
+    assert set(flagged["channelid"]) == {"web"}, "only the duplicated channel is anomalous"
+    assert (flagged["direction"] == "high").all()
+    biggest = scores.query("channelid == 'web' and actioncode == 'view' and os_family == 'Windows'")
+    assert biggest["is_anomaly"].item() and biggest["cause"].item() == "duplicate"
+    assert biggest["count"].item() > biggest["expected_high"].item()
+    assert duplicated.summary["notified"] is True
+    assert len(inbox.messages) == 1
+    assert str(LAST_DAY) in inbox.messages[0]["Subject"]
+
+    stalled = read_scores(jobs.score_day(settings, STALL_DAY).folder)
+    android = stalled.query("channelid == 'mobile' and os_family == 'Android'")
+    big_android = android.query("actioncode in ['view', 'search']")
+    assert big_android["is_anomaly"].all()
+    assert set(big_android["direction"]) <= {"low", "missing"}
+    assert set(big_android["cause"]) <= {"stall", "missing_series"}
+    assert not stalled.query("channelid == 'web'")["is_anomaly"].any()
+
+    missing = jobs.score_day(settings, MISSING_DAY)
+    summary = json.loads((missing.folder / "summary.json").read_text())
+    assert summary["alert"] is True
+    assert summary["reasons"][0].startswith("missing day")
+    assert (read_scores(missing.folder)["count"] == 0).all()
+    assert "missing day" in inbox.messages[-1]["Subject"]
+
+
+# The demo history has one day without any event (the missing day), which training skips.
+HISTORY_DAYS_WITH_DATA = (LAST_DAY - FIRST_DAY).days + 1 - 1
+
+
+def test_results_folder_holds_contract_files(trained_settings):
+    settings = trained_settings()
+    result = jobs.score_day(settings, LAST_DAY, dry_run=True)
+    names = {p.name for p in result.folder.iterdir()}
+    assert {"scores.csv", "summary.json", "histogram.png", "email.txt"} <= names
+    scores = read_scores(result.folder)
+    assert list(scores.columns) == [
+        "date",
+        "channelid",
+        "actioncode",
+        "os_family",
+        "count",
+        "expected_low",
+        "expected_high",
+        "score",
+        "is_anomaly",
+        "direction",
+        "cause",
+    ]
+    assert (scores["date"] == str(LAST_DAY)).all()
+    summary = json.loads((result.folder / "summary.json").read_text())
+    for key in (
+        "date",
+        "rows",
+        "anomalies",
+        "anomaly_share",
+        "alert",
+        "reasons",
+        "model_uri",
+        "model_version",
+        "run_id",
+        "notified",
+    ):
+        assert key in summary
+    assert summary["rows"] == len(scores)
+    assert summary["anomalies"] == int(scores["is_anomaly"].sum())
+    assert summary["model_uri"] == "models:/volume-monitor@production"
+    assert summary["model_version"] == "1"
+    assert (result.folder / "histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ordinary_day_scores_without_crashing_and_few_anomalies(trained_settings):
+    settings = trained_settings()
+    ordinary = LAST_DAY - dt.timedelta(days=5)
+    result = jobs.score_day(settings, ordinary, dry_run=True)
+    assert result.summary["rows"] == len(read_scores(result.folder))
+    assert result.summary["anomalies"] <= 2
+
+
+def test_new_model_version_can_be_promoted_by_run_id(trained_settings):
+    settings = trained_settings()
+    retrained = jobs.train(
+        settings, FIRST_DAY, LAST_DAY, overrides={"features": "seed", "n_estimators": "50"}
+    )
+    assert retrained.version == "2"
+    assert tracking.load_model(settings).version == "1", "training alone does not promote"
+    assert tracking.promote(settings, retrained.run_id) == "2"
+    loaded = tracking.load_model(settings)
+    assert loaded.version == "2"
+    assert loaded.detector.features == "seed" and loaded.detector.n_estimators == 50

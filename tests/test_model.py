@@ -1,0 +1,147 @@
+"""The detector on seeded synthetic series: expected range, direction, cause, new series,
+unseen calendar values, and a save/load round trip with only the trusted types."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io
+
+from volume_monitor.model import SEED_PARAMS, TRUSTED_TYPES, VolumeDetector
+
+SERIES = [
+    ("web", "view", "Windows", 1000),
+    ("web", "view", "iOS", 400),
+    ("api", "login", "Other", 60),
+]
+TRAIN_DAYS = pd.date_range("2026-01-05", periods=84)  # 12 weeks, January to March
+SCORE_DAY = pd.Timestamp("2026-07-15")  # a month never seen in training
+
+
+def frame(days, counts_by_series) -> pd.DataFrame:
+    rows = [
+        (day, channel, action, family, count)
+        for day in days
+        for (channel, action, family), count in counts_by_series(day).items()
+    ]
+    data = pd.DataFrame(rows, columns=["date", "channelid", "actioncode", "os_family", "count"])
+    data = data.assign(weekday=data["date"].dt.day_of_week, month=data["date"].dt.month)
+    return data.set_index("date")
+
+
+def normal_counts(seed: int):
+    rng = np.random.default_rng(seed)
+
+    def counts(day):
+        weekend = 0.7 if day.day_of_week >= 5 else 1.0
+        return {s[:3]: int(rng.poisson(s[3] * weekend)) for s in SERIES}
+
+    return counts
+
+
+@pytest.fixture(scope="module")
+def detector() -> VolumeDetector:
+    return VolumeDetector().fit(frame(TRAIN_DAYS, normal_counts(1)))
+
+
+def score_one_day(detector, counts: dict) -> pd.DataFrame:
+    day = frame([SCORE_DAY], lambda _: counts)
+    return detector.score(day).set_index(["channelid", "actioncode", "os_family"])
+
+
+def test_normal_day_is_within_range_and_not_anomalous(detector):
+    scored = score_one_day(detector, {s[:3]: s[3] for s in SERIES})
+    assert not scored["is_anomaly"].any()
+    assert (scored["direction"] == "").all()
+    windows = scored.loc[("web", "view", "Windows")]
+    assert windows["expected_low"] < 1000 < windows["expected_high"]
+    assert windows["expected_low"] > 800 and windows["expected_high"] < 1250
+
+
+def test_doubling_is_high_duplicate_and_stop_is_missing(detector):
+    scored = score_one_day(
+        detector,
+        {
+            ("web", "view", "Windows"): 2000,
+            ("web", "view", "iOS"): 400,
+            ("api", "login", "Other"): 0,
+        },
+    )
+    doubled = scored.loc[("web", "view", "Windows")]
+    assert doubled["is_anomaly"] and doubled["direction"] == "high"
+    assert doubled["cause"] == "duplicate"
+    assert doubled["count"] > doubled["expected_high"]
+    stopped = scored.loc[("api", "login", "Other")]
+    assert stopped["is_anomaly"] and stopped["direction"] == "missing"
+    assert stopped["cause"] == "missing_series"
+    assert not scored.loc[("web", "view", "iOS")]["is_anomaly"]
+
+
+def test_doubling_of_a_small_series_is_as_visible_as_of_a_big_one(detector):
+    scored = score_one_day(
+        detector,
+        {
+            ("web", "view", "Windows"): 1000,
+            ("web", "view", "iOS"): 800,
+            ("api", "login", "Other"): 60,
+        },
+    )
+    assert scored.loc[("web", "view", "iOS")]["direction"] == "high"
+    assert scored.loc[("web", "view", "iOS")]["is_anomaly"]
+
+
+def test_drop_to_a_tenth_is_a_stall_and_a_spike_is_not_a_duplicate(detector):
+    scored = score_one_day(
+        detector,
+        {
+            ("web", "view", "Windows"): 80,
+            ("web", "view", "iOS"): 1000,
+            ("api", "login", "Other"): 60,
+        },
+    )
+    assert scored.loc[("web", "view", "Windows")]["cause"] == "stall"
+    assert scored.loc[("web", "view", "Windows")]["direction"] == "low"
+    assert scored.loc[("web", "view", "iOS")]["cause"] == "spike"
+
+
+def test_a_few_events_on_a_tiny_series_do_not_page():
+    tiny = VolumeDetector().fit(frame(TRAIN_DAYS, lambda _: {("api", "login", "Other"): 6}))
+    scored = tiny.score(frame([SCORE_DAY], lambda _: {("api", "login", "Other"): 14}))
+    assert not scored["is_anomaly"].any()
+    assert scored["expected_high"].item() >= 16
+
+
+def test_new_series_is_reported_not_flagged_and_unseen_month_does_not_crash(detector):
+    counts = {s[:3]: s[3] for s in SERIES} | {("partner", "view", "Android"): 5000}
+    scored = score_one_day(detector, counts)
+    new = scored.loc[("partner", "view", "Android")]
+    assert new["cause"] == "new_series" and not new["is_anomaly"]
+    assert np.isnan(new["expected_low"]) and new["direction"] == ""
+    assert scored["is_anomaly"].sum() == 0
+
+
+def test_whole_day_missing_is_caused_missing_day(detector):
+    scored = score_one_day(detector, {s[:3]: 0 for s in SERIES})
+    big = scored.loc[("web", "view", "Windows")]
+    assert big["is_anomaly"] and big["cause"] == "missing_day"
+
+
+def test_seed_configuration_uses_the_seed_features():
+    seed = VolumeDetector(features="seed", **SEED_PARAMS).fit(frame(TRAIN_DAYS, normal_counts(2)))
+    assert seed.scaler_.n_features_in_ == 6  # three codes, weekday, month, count
+    scored = seed.score(frame([SCORE_DAY], normal_counts(3)))
+    assert set(scored.columns) >= {"score", "is_anomaly", "expected_low", "direction", "cause"}
+    with pytest.raises(ValueError, match="features"):
+        VolumeDetector(features="other").fit(frame(TRAIN_DAYS, normal_counts(2)))
+
+
+def test_save_and_load_with_exactly_the_trusted_types(detector, tmp_path):
+    path = tmp_path / "model.skops"
+    skops.io.dump(detector, path)
+    assert set(skops.io.get_untrusted_types(file=path)) <= set(TRUSTED_TYPES)
+    loaded = skops.io.load(path, trusted=TRUSTED_TYPES)
+    day = frame([SCORE_DAY], normal_counts(4))
+    pd.testing.assert_frame_equal(loaded.score(day), detector.score(day))
+    with pytest.raises(skops.io.exceptions.UntrustedTypesFoundException):
+        skops.io.load(path, trusted=[])
