@@ -116,3 +116,32 @@ def test_env_file_is_read_and_the_process_environment_wins(workdir):
     [line] = error_lines(result.stderr)
     assert "cannot read the query file" in line and "from_dotenv.sql" in line
     assert "nope.db" not in result.stderr
+
+
+def test_promote_and_runs_commands(trained_settings, tmp_path, monkeypatch, capsys):
+    from volume_monitor import cli, jobs
+
+    settings = trained_settings()
+    second = jobs.train(settings, FIRST_DAY, LAST_DAY, overrides={"n_estimators": "20"})
+    monkeypatch.chdir(tmp_path)
+    for key in ("VM_DATABASE_URL", "MLFLOW_TRACKING_URI", "VM_RESULTS_DIR", "VM_LOG_FILE"):
+        monkeypatch.setenv(key, settings_env(settings)[key])
+    monkeypatch.setenv("VM_QUERY", str(QUERY))
+
+    assert cli.main(["promote", second.run_id]) == 0
+    assert "volume-monitor version 2 is now @production" in capsys.readouterr().out
+    assert cli.main(["runs"]) == 0
+    listing = capsys.readouterr().out
+    [row] = [line for line in listing.splitlines() if line.startswith(second.run_id)]
+    assert " 2 " in row and "production" in row
+    assert cli.main(["promote", "7"]) == 1
+    assert "has no version 7" in capsys.readouterr().err
+
+
+def settings_env(settings) -> dict[str, str]:
+    return {
+        "VM_DATABASE_URL": settings.database_url,
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "VM_RESULTS_DIR": str(settings.results_dir),
+        "VM_LOG_FILE": str(settings.log_file),
+    }

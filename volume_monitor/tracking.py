@@ -158,10 +158,22 @@ def list_runs(settings: Settings) -> pd.DataFrame:
 
 
 def _versions_by_run(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Run id → (registered version, its aliases). Searches do not return aliases, so they
+    come from the registered model."""
+    from mlflow.exceptions import MlflowException
+
     mlflow_client = client(settings)
     found = mlflow_client.search_model_versions(f"name='{_quoted(settings.model_name)}'")
+    try:
+        aliases = mlflow_client.get_registered_model(settings.model_name).aliases or {}
+    except MlflowException:
+        aliases = {}
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
     return {
-        mv.run_id: (str(mv.version), ",".join(getattr(mv, "aliases", []) or [])) for mv in found
+        mv.run_id: (str(mv.version), ",".join(sorted(by_version.get(str(mv.version), []))))
+        for mv in found
     }
 
 
