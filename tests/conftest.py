@@ -1,8 +1,9 @@
 """Shared fixtures: real databases (a SQLite file, the machine's PostgreSQL and MariaDB), a
 real SMTP server (aiosmtpd on 127.0.0.1), and a throwaway MLflow SQLite store per test.
 
-PostgreSQL and MariaDB tests skip with the reason when the server is unreachable, and fail
-instead when VM_REQUIRE_SERVICES=1 (as in CI).
+PostgreSQL and MariaDB tests run in a schema / database private to the test session, skip with
+the reason when the server is unreachable, and fail instead when VM_REQUIRE_SERVICES=1 (as in
+CI).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import email
 import email.policy
 import os
 import socket
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from volume_monitor.config import Settings, load_settings
 from volume_monitor.demo import DemoSpec, default_faults, write_demo
@@ -48,19 +51,51 @@ def small_spec(**changes) -> DemoSpec:
 
 
 def server_url(kind: str) -> str:
-    """The URL of a running server, or skip (fail when services are required)."""
-    url = SERVER_URLS[kind]
-    try:
-        engine = create_engine(url)
+    """The URL of a private schema (PostgreSQL) or database (MariaDB) for this test session on
+    a running server, so concurrent test runs never share tables; skip (or fail when services
+    are required) when the server is unreachable."""
+    if kind not in _private_urls:
+        try:
+            _private_urls[kind] = _create_private(kind, SERVER_URLS[kind])
+        except Exception as exc:  # any failure means the server is not usable here
+            reason = f"{kind} is not reachable at {SERVER_URLS[kind]}: {str(exc).splitlines()[0]}"
+            if REQUIRE_SERVICES:
+                pytest.fail(reason + " (VM_REQUIRE_SERVICES=1)")
+            pytest.skip(reason)
+    return _private_urls[kind]
+
+
+_private_urls: dict[str, str] = {}
+PRIVATE_NAME = f"vm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+def _create_private(kind: str, url: str) -> str:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        if kind == "postgresql":
+            connection.execute(text(f"CREATE SCHEMA {PRIVATE_NAME}"))
+        else:
+            connection.execute(text(f"CREATE DATABASE {PRIVATE_NAME}"))
+    engine.dispose()
+    parsed = make_url(url)
+    if kind == "postgresql":
+        private = parsed.update_query_dict({"options": f"-csearch_path={PRIVATE_NAME}"})
+    else:
+        private = parsed.set(database=PRIVATE_NAME)
+    return private.render_as_string(hide_password=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drop the private schemas and databases this session created."""
+    for kind in list(_private_urls):
+        engine = create_engine(SERVER_URLS[kind], isolation_level="AUTOCOMMIT")
         with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+            if kind == "postgresql":
+                connection.execute(text(f"DROP SCHEMA IF EXISTS {PRIVATE_NAME} CASCADE"))
+            else:
+                connection.execute(text(f"DROP DATABASE IF EXISTS {PRIVATE_NAME}"))
         engine.dispose()
-    except Exception as exc:  # any failure means the server is not usable here
-        reason = f"{kind} is not reachable at {url}: {str(exc).splitlines()[0]}"
-        if REQUIRE_SERVICES:
-            pytest.fail(reason + " (VM_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
-    return url
+        del _private_urls[kind]
 
 
 def database_url_for(kind: str, tmp_path: Path) -> str:

@@ -106,3 +106,36 @@ def test_missing_recipients_is_a_delivery_error(tmp_path):
     message = alert.Message("subject", "body", recipients=())
     with pytest.raises(AlertDeliveryError, match="ALERT_TO is empty"):
         alert.send(settings.smtp, message)
+
+
+def scored_day(anomalies: int, rows: int = 10) -> pd.DataFrame:
+    return pd.DataFrame({"is_anomaly": [True] * anomalies + [False] * (rows - anomalies)})
+
+
+@pytest.mark.parametrize(
+    ("env", "anomalies", "missing", "alert_expected", "reason_start"),
+    [
+        ({}, 0, False, False, None),
+        ({}, 1, False, True, "1 anomalous series (threshold 1)"),
+        ({"VM_ALERT_MIN_ANOMALIES": "3"}, 2, False, False, None),
+        ({"VM_ALERT_MIN_ANOMALIES": "0"}, 5, False, False, None),
+        (
+            {"VM_ALERT_MIN_ANOMALIES": "0", "VM_ALERT_SHARE": "0.2"},
+            2,
+            False,
+            True,
+            "anomalous share 20.0%",
+        ),
+        ({"VM_ALERT_MIN_ANOMALIES": "0", "VM_ALERT_SHARE": "0.2"}, 1, False, False, None),
+        ({"VM_ALERT_MIN_ANOMALIES": "0"}, 0, True, True, "missing day"),
+    ],
+)
+def test_alert_rules(tmp_path, env, anomalies, missing, alert_expected, reason_start):
+    from conftest import settings_in
+
+    decision = alert.decide(scored_day(anomalies), settings_in(tmp_path, **env), missing)
+    assert decision.alert is alert_expected
+    if reason_start:
+        assert decision.reasons[0].startswith(reason_start)
+    else:
+        assert decision.reasons == []

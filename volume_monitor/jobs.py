@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.engine import make_url
 
 from volume_monitor import alert, db, etl, report, tracking
 from volume_monitor.config import Settings
@@ -79,8 +80,7 @@ def train(
     began = time.perf_counter()
     start, end = training_window(settings, start, end)
     params = detector_params(overrides or {})
-    engine = db.make_engine(settings.database_url)
-    raw = db.fetch(engine, db.read_query(settings.query_path), start, end)
+    raw = _fetch(settings, start, end)
     if raw.empty:
         raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
     frame = etl.prepare(raw)
@@ -90,23 +90,7 @@ def train(
         raise ConfigError(f"invalid model parameters: {exc}") from None
     scored = detector.score(frame)
     metrics = _training_metrics(frame, scored)
-    with tempfile.TemporaryDirectory() as scratch:
-        histogram = report.plot_histogram(
-            scored["score"].to_numpy(),
-            Path(scratch) / report.HISTOGRAM_FILE,
-            f"Training {start}..{end}: decision function",
-            params["contamination"],
-        )
-        run_params = {
-            **params,
-            "window_start": start,
-            "window_end": end,
-            "query": settings.query_path.name,
-            "database": engine.dialect.name,
-        }
-        run_id, version = tracking.log_training(
-            settings, detector, frame, run_params, metrics, [histogram]
-        )
+    run_id, version = _log_run(settings, detector, frame, scored, metrics, params, (start, end))
     if promote:
         tracking.promote(settings, version)
     log.info(
@@ -122,6 +106,22 @@ def train(
     )
 
 
+def _log_run(settings, detector, frame, scored, metrics, params, window) -> tuple[str, str]:
+    """Log the training run (parameters, metrics, score histogram, model) to MLflow."""
+    start, end = window
+    with tempfile.TemporaryDirectory() as scratch:
+        histogram = report.plot_histogram(
+            scored["score"].to_numpy(), Path(scratch) / report.HISTOGRAM_FILE,
+            f"Training {start}..{end}: decision function", params["contamination"],
+        )  # fmt: skip
+        run_params = {
+            **params, "window_start": start, "window_end": end,
+            "query": settings.query_path.name,
+            "database": make_url(settings.database_url).get_backend_name(),
+        }  # fmt: skip
+        return tracking.log_training(settings, detector, frame, run_params, metrics, [histogram])
+
+
 def score_day(
     settings: Settings, day: dt.date, dry_run: bool = False, force: bool = False
 ) -> ScoreResult:
@@ -132,46 +132,49 @@ def score_day(
     """
     began = time.perf_counter()
     model = tracking.load_model(settings)
-    engine = db.make_engine(settings.database_url)
-    raw = db.fetch(engine, db.read_query(settings.query_path), day, day + dt.timedelta(days=1))
+    raw = _fetch(settings, day, day + dt.timedelta(days=1))
     frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
     scored = model.detector.score(frame)
     decision = alert.decide(scored, settings, missing_day=raw.empty)
     folder = report.day_dir(settings.results_dir, day)
     previous = report.read_summary(folder) or {}
-    histogram = report.plot_histogram(
-        scored["score"].to_numpy(),
-        folder / report.HISTOGRAM_FILE,
-        f"{day}: decision function ({model.uri}, v{model.version})",
-        model.detector.contamination,
-    )
-    report.write_scores(folder, scored)
     summary = _summary(day, scored, decision, model, previous)
-    report.write_summary(folder, summary)
+    histogram = _write_results(folder, scored, summary, model)
     exit_code = 0
     if decision.alert and (force or not _already_notified(previous, model)):
+        model_name = f"{model.uri} (version {model.version})"
         message = alert.compose(
-            day,
-            scored,
-            decision,
-            f"{model.uri} (version {model.version})",
-            folder,
-            settings.smtp.recipients,
-            [histogram],
+            day, scored, decision, model_name, folder, settings.smtp.recipients, [histogram]
         )
         exit_code = _notify(settings, message, folder, summary, dry_run)
     elif decision.alert:
         log.info("alert: already sent for %s by this model; --force sends it again", day)
     log.info(
         "deploy: %s scored, %d rows, %d anomalies, alert %s, in %.1fs; results in %s",
-        day,
-        len(scored),
-        summary["anomalies"],
-        decision.alert,
-        time.perf_counter() - began,
+        day, len(scored), summary["anomalies"], decision.alert, time.perf_counter() - began,
         folder,
-    )
+    )  # fmt: skip
     return ScoreResult(folder, summary, exit_code)
+
+
+def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """The query's rows for ``[start, end)``."""
+    engine = db.make_engine(settings.database_url)
+    return db.fetch(engine, db.read_query(settings.query_path), start, end)
+
+
+def _write_results(
+    folder: Path, scored: pd.DataFrame, summary: dict[str, Any], model: tracking.LoadedModel
+) -> Path:
+    """``histogram.png``, ``scores.csv`` and ``summary.json``; returns the histogram's path."""
+    title = f"{summary['date']}: {summary['anomalies']} anomalous series (model v{model.version})"
+    histogram = report.plot_histogram(
+        scored["score"].to_numpy(), folder / report.HISTOGRAM_FILE, title,
+        model.detector.contamination,
+    )  # fmt: skip
+    report.write_scores(folder, scored)
+    report.write_summary(folder, summary)
+    return histogram
 
 
 def _notify(
