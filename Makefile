@@ -12,10 +12,13 @@ $(INSTALLED): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(INSTALLED)
 
+# The demo always uses the demo database and query, whatever .env says.
+DEMO_ENV := VM_DATABASE_URL=sqlite:///data/demo.db VM_QUERY=sql/daily_volume.sql
+
 demo: $(INSTALLED)
-	$(PY) -m volume_monitor.cli demo-db
-	$(PY) train.py --promote
-	$(PY) deploy.py
+	$(DEMO_ENV) $(PY) -m volume_monitor.cli demo-db --url sqlite:///data/demo.db
+	$(DEMO_ENV) $(PY) train.py --promote
+	$(DEMO_ENV) $(PY) deploy.py
 	@echo
 	@echo "Results: results/ (one folder per scored day). Runs and models: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
 

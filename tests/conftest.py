@@ -158,10 +158,20 @@ def trained_settings(trained_store, demo_sqlite, tmp_path):
 
 @dataclass
 class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
+    """An aiosmtpd handler that keeps every message it receives, refuses the addresses in
+    ``refuse``, and accepts a login only with ``PASSWORD`` (recording every attempt)."""
 
+    PASSWORD = "right-password"
     messages: list[email.message.EmailMessage] = field(default_factory=list)
     envelopes: list = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.envelopes.append(envelope)
@@ -169,6 +179,14 @@ class Inbox:
             email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         )
         return "250 Message accepted for delivery"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+
+        login, password = auth_data.login.decode(), auth_data.password.decode()
+        self.logins.append((login, password))
+        # handled=False: aiosmtpd itself answers 235, or 535 on a wrong password.
+        return AuthResult(success=password == self.PASSWORD, handled=False)
 
 
 def free_port() -> int:
@@ -183,7 +201,10 @@ def smtp_server():
     from aiosmtpd.controller import Controller
 
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=free_port(),
+        authenticator=inbox.authenticate, auth_require_tls=False,
+    )  # fmt: skip
     controller.start()
     try:
         yield controller.port, inbox

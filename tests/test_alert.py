@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from email.utils import parseaddr
 
 import pandas as pd
 import pytest
@@ -102,10 +104,10 @@ def test_smtp_down_keeps_results_and_raises_delivery_error(trained_settings):
 def test_missing_recipients_is_a_delivery_error(tmp_path):
     from conftest import settings_in
 
-    settings = settings_in(tmp_path, SMTP_HOST="127.0.0.1")
+    smtp = dataclasses.replace(settings_in(tmp_path).smtp, host="127.0.0.1")
     message = alert.Message("subject", "body", recipients=())
     with pytest.raises(AlertDeliveryError, match="ALERT_TO is empty"):
-        alert.send(settings.smtp, message)
+        alert.send(smtp, message)
 
 
 def scored_day(anomalies: int, rows: int = 10) -> pd.DataFrame:
@@ -139,3 +141,36 @@ def test_alert_rules(tmp_path, env, anomalies, missing, alert_expected, reason_s
         assert decision.reasons[0].startswith(reason_start)
     else:
         assert decision.reasons == []
+
+
+def test_login_as_smtp_user_and_send_as_alert_from(trained_settings, smtp_server):
+    port, inbox = smtp_server
+    env = smtp_env(port) | {"SMTP_USER": "relay-login", "SMTP_PASSWORD": inbox.PASSWORD}
+    jobs.score_day(trained_settings(**env), LAST_DAY)
+    assert inbox.logins == [("relay-login", inbox.PASSWORD)]
+    assert inbox.envelopes[0].mail_from == "monitor@example.com"
+    assert parseaddr(inbox.messages[0]["From"])[1] == "monitor@example.com"
+
+
+def test_rejected_login_is_a_delivery_error_without_the_password(trained_settings, smtp_server):
+    port, inbox = smtp_server
+    env = smtp_env(port) | {"SMTP_USER": "relay-login", "SMTP_PASSWORD": "wrong-s3cret"}
+    with pytest.raises(AlertDeliveryError) as caught:
+        jobs.score_day(trained_settings(**env), LAST_DAY)
+    assert "535" in str(caught.value) and "wrong-s3cret" not in str(caught.value)
+    assert inbox.messages == []
+
+
+def test_partly_refused_recipients_count_as_sent_but_fail_the_run(trained_settings, smtp_server):
+    port, inbox = smtp_server
+    inbox.refuse.add("typo@example.com")
+    settings = trained_settings(**smtp_env(port, to="oncall@example.com, typo@example.com"))
+
+    with pytest.raises(AlertDeliveryError, match=r"refused recipient.*typo@example\.com"):
+        jobs.score_day(settings, LAST_DAY)
+    summary = json.loads((settings.results_dir / str(LAST_DAY) / "summary.json").read_text())
+    assert summary["notified"] is True
+    assert summary["refused_recipients"] == ["typo@example.com"]
+
+    jobs.score_day(settings, LAST_DAY)  # the next run does not send it again
+    assert [e.rcpt_tos for e in inbox.envelopes] == [["oncall@example.com"]]

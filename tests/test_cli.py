@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,63 @@ def settings_env(settings) -> dict[str, str]:
         "VM_RESULTS_DIR": str(settings.results_dir),
         "VM_LOG_FILE": str(settings.log_file),
     }
+
+
+def test_demo_db_never_overwrites_a_real_events_table(tmp_path):
+    real = tmp_path / "prod.db"
+    with sqlite3.connect(real) as connection:
+        connection.execute("CREATE TABLE activityhistory (id INTEGER, channelid TEXT)")
+        connection.execute("INSERT INTO activityhistory VALUES (1, 'real')")
+    url = f"sqlite:///{real}"
+    refused = run("volume_monitor/cli.py", "demo-db", "--url", url, "--days", "3", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "already has an activityhistory table that the demo did not write" in refused.stderr
+    with sqlite3.connect(real) as connection:
+        assert connection.execute("SELECT channelid FROM activityhistory").fetchall() == [("real",)]
+
+    replaced = run(
+        "volume_monitor/cli.py", "demo-db", "--url", url, "--days", "3", "--replace", cwd=tmp_path
+    )
+    assert replaced.returncode == 0, replaced.stderr
+    again = run("volume_monitor/cli.py", "demo-db", "--url", url, "--days", "3", cwd=tmp_path)
+    assert again.returncode == 0, "a demo database may be rewritten"
+    bad_days = run("volume_monitor/cli.py", "demo-db", "--days", "0", cwd=tmp_path)
+    assert bad_days.returncode == 2 and "at least 1" in bad_days.stderr
+
+
+def test_unwritable_log_file_and_results_are_one_line_errors(workdir):
+    blocked = workdir / "blocked"
+    blocked.write_text("a file where a folder should be")
+    log_result = run("deploy.py", cwd=workdir, VM_LOG_FILE=str(blocked / "vm.log"))
+    assert log_result.returncode == 1 and "Traceback" not in log_result.stderr
+    assert log_result.stderr.startswith("volume-monitor: error: cannot write the log file")
+
+    trained = run(
+        "train.py", "--start", str(FIRST_DAY), "--end", "2026-07-01", "--promote", cwd=workdir
+    )
+    assert trained.returncode == 0, trained.stderr
+    results = run("deploy.py", "--date", str(LAST_DAY), cwd=workdir, VM_RESULTS_DIR=str(blocked))
+    assert results.returncode == 1 and "Traceback" not in results.stderr
+    [line] = error_lines(results.stderr)
+    assert "cannot write the results to" in line
+
+
+def test_unreachable_mlflow_store_is_one_line_without_password(workdir):
+    result = run(
+        "deploy.py",
+        "--date",
+        str(LAST_DAY),
+        cwd=workdir,
+        MLFLOW_TRACKING_URI="http://ops:Track-s3cret@127.0.0.1:1",
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = error_lines(result.stderr)
+    assert "cannot use the MLflow store http://ops:***@127.0.0.1:1" in line
+    assert "Track-s3cret" not in result.stderr + result.stdout
+
+
+def test_a_day_that_is_not_over_is_refused(workdir):
+    result = run("deploy.py", "--date", "2999-01-01", cwd=workdir)
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert "2999-01-01 is not over yet in UTC" in line

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from volume_monitor.config import DEFAULTS, load_settings
+from volume_monitor.config import DEFAULTS, load_settings, redact_url
 from volume_monitor.errors import ConfigError
-from volume_monitor.logs import MASK, setup_logging
+from volume_monitor.logs import MASK, mask, setup_logging
 
 DB_PASSWORD = "s3cret-db-pw"
 SMTP_PASSWORD = "hunter2-smtp-pw"
@@ -80,7 +80,7 @@ def test_defaults_resolve_against_the_working_directory(tmp_path, monkeypatch):
     assert settings.query_path == tmp_path / "sql" / "daily_volume.sql"
     assert settings.database_url == f"sqlite:///{tmp_path}/data/demo.db"
     assert settings.tracking_uri == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
-    assert settings.artifact_location == (tmp_path / "mlruns" / "artifacts").as_uri()
+    assert settings.artifact_dir == tmp_path / "mlruns" / "artifacts"
     assert settings.smtp.port == 25
     assert settings.smtp.configured is False
     assert settings.alert_share is None
@@ -238,14 +238,44 @@ def test_secrets_holds_both_passwords(tmp_path):
     settings = load(
         tmp_path, VM_DATABASE_URL=SERVER_URL, SMTP_USER="monitor", SMTP_PASSWORD=SMTP_PASSWORD
     )
-    assert set(settings.secrets) == {DB_PASSWORD, SMTP_PASSWORD}
+    assert {DB_PASSWORD, SMTP_PASSWORD} <= set(settings.secrets)
     assert load(tmp_path).secrets == ()
 
 
-def test_safe_database_url_masks_the_password(tmp_path):
+def test_redact_url_masks_the_password(tmp_path):
     settings = load(tmp_path, VM_DATABASE_URL=SERVER_URL)
     assert settings.database_url == SERVER_URL
-    assert settings.safe_database_url == "postgresql+psycopg2://vm:***@db.example.com:5432/events"
+    assert (
+        redact_url(settings.database_url)
+        == "postgresql+psycopg2://vm:***@db.example.com:5432/events"
+    )
+    assert redact_url("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+    assert redact_url("https://user@mlflow.example.com") == "https://user@mlflow.example.com"
+
+
+def test_tracking_store_password_and_url_encodings_are_secrets(tmp_path):
+    settings = load(
+        tmp_path,
+        VM_DATABASE_URL="postgresql://vm:p%40ss%20w0rd%21@db/events",
+        MLFLOW_TRACKING_URI="https://ops:Track%2FPw@mlflow.example.com",
+    )
+    assert {"p@ss w0rd!", "Track/Pw", "Track%2FPw"} <= set(settings.secrets)
+    rendered = redact_url(settings.database_url)
+    assert "w0rd" not in rendered and rendered.endswith(":***@db/events")
+    for written in (settings.database_url, settings.tracking_uri):
+        assert "w0rd" not in mask(written, settings.secrets)
+        assert "Track" not in mask(written, settings.secrets)
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "databricks", "postgresql://u@h/mlflow"])
+def test_other_tracking_uris_are_kept_as_given(tmp_path, uri):
+    assert load(tmp_path, MLFLOW_TRACKING_URI=uri).tracking_uri == uri
+    assert load(tmp_path, MLFLOW_TRACKING_URI=uri).artifact_dir is None
+
+
+def test_smtp_host_without_recipients_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="SMTP_HOST is set but ALERT_TO is empty"):
+        load(tmp_path, SMTP_HOST="smtp.example.com")
 
 
 def read_log(path: Path) -> str:

@@ -132,3 +132,18 @@ def test_new_model_version_can_be_promoted_by_run_id(trained_settings):
     loaded = tracking.load_model(settings)
     assert loaded.version == "2"
     assert loaded.detector.features == "seed" and loaded.detector.n_estimators == 50
+
+
+def test_scores_csv_bounds_are_whole_numbers_that_agree_with_direction(trained_settings):
+    result = jobs.score_day(trained_settings(), STALL_DAY, dry_run=True)
+    text = (result.folder / "scores.csv").read_text()
+    assert "e+" not in text
+    scores = read_scores(result.folder)
+    assert scores["expected_low"].dtype.kind == "i" and scores["expected_high"].dtype.kind == "i"
+    high = scores[scores["direction"] == "high"]
+    low = scores[scores["direction"].isin(["low", "missing"])]
+    assert (high["count"] > high["expected_high"]).all()
+    assert (low["count"] < low["expected_low"]).all()
+    inside = scores[scores["direction"].isna()]
+    assert inside["count"].between(inside["expected_low"], inside["expected_high"]).all()
+    assert len(low) >= 3

@@ -28,6 +28,8 @@ MAX_LISTED = 25
 class Decision:
     alert: bool
     reasons: list[str]
+    anomalies: int
+    share: float
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def decide(scored: pd.DataFrame, settings: Settings, missing_day: bool) -> Decis
         reasons.append(f"{anomalies} anomalous series (threshold {settings.alert_min_anomalies})")
     if settings.alert_share is not None and share >= settings.alert_share:
         reasons.append(f"anomalous share {share:.1%} >= {settings.alert_share:.1%}")
-    return Decision(bool(reasons), reasons)
+    return Decision(bool(reasons), reasons, anomalies, share)
 
 
 def compose(
@@ -95,40 +97,54 @@ def compose(
     return Message(subject, "\n".join(lines) + "\n", recipients, attachments)
 
 
-def send(smtp: SmtpSettings, message: Message) -> None:
-    """Deliver ``message`` or raise :class:`AlertDeliveryError` with a one-line reason."""
-    import yagmail
-
+def send(smtp: SmtpSettings, message: Message) -> list[str]:
+    """Deliver ``message``; return the recipients the server refused while accepting the
+    others. Raise :class:`AlertDeliveryError` with a one-line reason when nobody got it."""
     if not message.recipients:
         raise AlertDeliveryError("ALERT_TO is empty: nobody to send the alert to")
     try:
-        client = yagmail.SMTP(
-            user=smtp.user or smtp.sender,
-            password=smtp.password or None,
-            host=smtp.host,
-            port=smtp.port,
-            smtp_ssl=smtp.ssl,
-            smtp_starttls=smtp.starttls,
-            smtp_skip_login=not smtp.user,
-            soft_email_validation=False,
-            timeout=smtp.timeout,
-        )
-        with client:
+        with _client(smtp) as client:
             result = client.send(
                 to=list(message.recipients),
                 subject=message.subject,
                 contents=message.body,
                 attachments=[str(p) for p in message.attachments],
             )
-    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+    except (smtplib.SMTPException, OSError) as exc:
         raise AlertDeliveryError(
             f"cannot send the alert through {smtp.host}:{smtp.port}: {_reason(exc)}"
         ) from None
-    if result is False:
+    if result is False:  # yagmail's answer after its retries on a dropped connection
         raise AlertDeliveryError(f"the SMTP server {smtp.host}:{smtp.port} dropped the connection")
-    if result:
-        raise AlertDeliveryError(f"the SMTP server refused recipient(s): {', '.join(result)}")
+    refused = sorted(result or {})
     log.info("alert: sent %r to %s", message.subject, ", ".join(message.recipients))
+    return refused
+
+
+def _client(smtp: SmtpSettings):
+    """A yagmail client that logs in as ``SMTP_USER`` (if set) and sends as ``ALERT_FROM``;
+    the password is always given, so yagmail never asks the keyring or a terminal for it."""
+    import yagmail
+
+    class Client(yagmail.SMTP):
+        def _login(self, password):
+            sender, self.user = self.user, smtp.user
+            try:
+                super()._login(password)
+            finally:
+                self.user = sender
+
+    return Client(
+        user=smtp.sender,
+        password=smtp.password or None,
+        host=smtp.host,
+        port=smtp.port,
+        smtp_ssl=smtp.ssl,
+        smtp_starttls=smtp.starttls,
+        smtp_skip_login=not smtp.user,
+        soft_email_validation=False,
+        timeout=smtp.timeout,
+    )
 
 
 def _series(row: pd.Series) -> str:

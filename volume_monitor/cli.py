@@ -12,11 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from volume_monitor import jobs
-from volume_monitor.config import Settings, load_settings
+from volume_monitor.config import DEFAULTS, Settings, load_settings, redact_url
 from volume_monitor.errors import ConfigError, DatabaseError, VolumeMonitorError
 from volume_monitor.logs import mask, setup_logging
 
@@ -27,15 +26,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings: Settings | None = None
+    logging_ready = False
     try:
         settings = load_settings()
         setup_logging(settings.log_file, settings.log_level, settings.secrets)
+        logging_ready = True
         return args.handler(settings, args) or 0
     except VolumeMonitorError as exc:
-        if settings is None:  # logging is not set up yet
-            print(f"volume-monitor: error: {exc}", file=sys.stderr)
+        message = mask(str(exc), settings.secrets if settings else ())
+        if logging_ready:
+            log.error("error: %s", message)
         else:
-            log.error("error: %s", mask(str(exc), settings.secrets))
+            print(f"volume-monitor: error: {message}", file=sys.stderr)
         return exc.exit_code
 
 
@@ -76,9 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.set_defaults(handler=_schedule)
 
     demo = commands.add_parser("demo-db", help="write a demo activityhistory database")
-    demo.add_argument("--url", help="database URL (default: VM_DATABASE_URL)")
-    demo.add_argument("--days", type=int, default=400)
-    demo.add_argument("--events-per-day", type=int, default=5000)
+    demo.add_argument(
+        "--url", default=DEFAULTS["VM_DATABASE_URL"], help="database URL (default: %(default)s)"
+    )
+    demo.add_argument("--days", type=_positive, default=400)
+    demo.add_argument("--events-per-day", type=_positive, default=5000)
+    demo.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite an activityhistory table that the demo did not write",
+    )
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--last-day", type=_date, help="the last day (default: yesterday)")
     demo.set_defaults(handler=_demo_db)
@@ -94,7 +103,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
-    day = args.date or jobs.today(settings) - dt.timedelta(days=1)
+    day = args.date or jobs.yesterday(settings)
     result = jobs.score_day(settings, day, dry_run=args.dry_run, force=args.force)
     summary = result.summary
     print(
@@ -136,18 +145,17 @@ def _schedule(settings: Settings, args: argparse.Namespace) -> int:
 def _demo_db(settings: Settings, args: argparse.Namespace) -> int:
     from volume_monitor import db, demo
 
-    url = args.url or settings.database_url
-    last_day = args.last_day or jobs.today(settings) - dt.timedelta(days=1)
+    url = args.url
+    last_day = args.last_day or jobs.yesterday(settings)
     spec = demo.DemoSpec(
         last_day, days=args.days, events_per_day=args.events_per_day, seed=args.seed
     )
     engine = db.make_engine(url, must_exist=False)
     try:
-        events = demo.write_demo(engine, spec)
+        events = demo.write_demo(engine, spec, replace=args.replace)
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot write the demo database: {db.first_line(exc)}") from None
-    safe_url = make_url(url).render_as_string(hide_password=True)
-    print(f"wrote {events} events ({spec.days} days up to {last_day}) to {safe_url}")
+    print(f"wrote {events} events ({spec.days} days up to {last_day}) to {redact_url(url)}")
     return 0
 
 
@@ -159,6 +167,16 @@ def _pairs(items: list[str]) -> dict[str, str]:
             raise ConfigError(f"--param expects KEY=VALUE, not {item!r}")
         pairs[key.strip()] = value.strip()
     return pairs
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expects a whole number of at least 1, not {text!r}")
+    return number
 
 
 def _date(text: str) -> dt.date:

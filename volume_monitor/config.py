@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
@@ -91,25 +92,40 @@ class Settings:
     smtp: SmtpSettings
 
     @property
-    def safe_database_url(self) -> str:
-        """The database URL with its password masked, for logs and messages."""
-        return make_url(self.database_url).render_as_string(hide_password=True)
-
-    @property
-    def artifact_location(self) -> str | None:
-        """Artifacts sit beside a local SQLite tracking store, under ``<store dir>/artifacts``."""
-        url = make_url(self.tracking_uri) if self.tracking_uri.startswith("sqlite") else None
-        if url is None or not url.database:
+    def artifact_dir(self) -> Path | None:
+        """Artifacts sit beside a local SQLite tracking store, in ``<store dir>/artifacts``."""
+        if not self.tracking_uri.startswith("sqlite:"):
             return None
-        return (Path(url.database).parent / "artifacts").as_uri()
+        database = make_url(self.tracking_uri).database
+        return Path(database).parent / "artifacts" if database else None
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never appear in logs, results or emails, each also in the
-        URL-encoded forms it takes inside a database URL."""
-        values = [str(v) for v in (make_url(self.database_url).password, self.smtp.password) if v]
-        encoded = [form for v in values for form in (quote(v, safe=""), quote_plus(v))]
-        return tuple(dict.fromkeys(values + encoded))
+        """Values that must never appear in logs, results or emails: the database, tracking
+        store and SMTP passwords, each also as written inside a URL."""
+        forms = [*url_password_forms(self.database_url), *url_password_forms(self.tracking_uri)]
+        if self.smtp.password:
+            forms.append(self.smtp.password)
+        return tuple(dict.fromkeys(f for f in forms if f))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``: for logs and messages."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
+
+
+def url_password_forms(url: str) -> list[str]:
+    """The password of ``url`` as written in it, decoded, and in the usual encodings."""
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return []
+    written = userinfo.split(":", 1)[1]
+    decoded = unquote(written)
+    return [written, decoded, quote(decoded, safe=""), quote_plus(decoded)]
 
 
 def load_settings(
@@ -146,11 +162,15 @@ def _build(v: Mapping[str, str]) -> Settings:
     )
     if smtp.user and not smtp.password:
         raise ConfigError("SMTP_USER is set but SMTP_PASSWORD is empty")
+    if "@" not in smtp.sender or any("@" not in r for r in smtp.recipients):
+        raise ConfigError("ALERT_FROM and every address in ALERT_TO must be email addresses")
+    if smtp.host and not smtp.recipients:
+        raise ConfigError("SMTP_HOST is set but ALERT_TO is empty: nobody would get the alert")
     share = v["VM_ALERT_SHARE"].strip()
     return Settings(
         database_url=_absolute_sqlite(v["VM_DATABASE_URL"], "VM_DATABASE_URL"),
         query_path=_path(v["VM_QUERY"]),
-        tracking_uri=_absolute_sqlite(v["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"),
+        tracking_uri=_tracking_uri(v["MLFLOW_TRACKING_URI"]),
         experiment=_required(v, "VM_EXPERIMENT"),
         model_name=_required(v, "VM_MODEL_NAME"),
         model_alias=_required(v, "VM_MODEL_ALIAS"),
@@ -185,6 +205,15 @@ def _absolute_sqlite(value: str, key: str) -> str:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         url = url.set(database=str(_path(url.database)))
     return url.render_as_string(hide_password=False)
+
+
+def _tracking_uri(value: str) -> str:
+    """A local SQLite store's path made absolute; any other MLflow URI (http, databricks, a
+    database) kept as given."""
+    value = value.strip()
+    if value != "databricks" and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
+        raise ConfigError(f"MLFLOW_TRACKING_URI is not a tracking URI: {redact_url(value)!r}")
+    return _absolute_sqlite(value, "MLFLOW_TRACKING_URI") if value.startswith("sqlite:") else value
 
 
 def _boolean(v: Mapping[str, str], key: str) -> bool:

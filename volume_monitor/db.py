@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql.elements import TextClause
 
+from volume_monitor.config import redact_url
 from volume_monitor.errors import ConfigError, DatabaseError, QueryError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def make_engine(url: str, must_exist: bool = True) -> Engine:
     """An engine for ``url``. A SQLite file must already exist unless ``must_exist`` is false,
     so a mistyped path is reported instead of silently creating an empty database."""
     parsed = make_url(url)
-    safe = parsed.render_as_string(hide_password=True)
+    safe = redact_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
         if must_exist and not Path(database).is_file():
@@ -68,7 +69,7 @@ def read_query(path: Path) -> TextClause:
 def fetch(engine: Engine, query: TextClause, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Run ``query`` for ``[start, end)`` and return its rows checked against the contract."""
     began = time.perf_counter()
-    safe = engine.url.render_as_string(hide_password=True)
+    safe = redact_url(engine.url.render_as_string(hide_password=False))
     try:
         connection = engine.connect()
     except SQLAlchemyError as exc:

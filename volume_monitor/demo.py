@@ -24,8 +24,12 @@ from sqlalchemy import (
     String,
     Table,
     insert,
+    inspect,
 )
 from sqlalchemy.engine import Engine
+
+from volume_monitor.config import redact_url
+from volume_monitor.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +215,15 @@ def _matches(fault: Fault, series: tuple[str, str, str, float]) -> bool:
     return all(w is None or w == v for w, v in zip(wanted, series[:3], strict=True))
 
 
-def write_demo(engine: Engine, spec: DemoSpec, batch_days: int = 20) -> int:
+def write_demo(engine: Engine, spec: DemoSpec, batch_days: int = 20, replace: bool = False) -> int:
     """Replace ``activityhistory`` and ``anomaly_labels`` with generated data; return the
-    number of events written."""
+    number of events written. An ``activityhistory`` that is not from a demo (no
+    ``anomaly_labels`` beside it) is only replaced when ``replace`` is true."""
+    if not replace and _holds_real_events(engine):
+        raise ConfigError(
+            f"{redact_url(engine.url.render_as_string(hide_password=False))} already has an "
+            "activityhistory table that the demo did not write; pass --replace to overwrite it"
+        )
     began = time.perf_counter()
     rng = np.random.default_rng(spec.seed)
     pool = agent_pool(rng, spec.agents_per_family)
@@ -288,6 +298,11 @@ def _agents_for(rng, spec, pool, series_of_event: np.ndarray) -> np.ndarray:
         picks = rng.choice(len(candidates), size=len(where), p=weights / weights.sum())
         agents[where] = np.array(candidates, dtype=object)[picks]
     return agents
+
+
+def _holds_real_events(engine: Engine) -> bool:
+    tables = set(inspect(engine).get_table_names())
+    return "activityhistory" in tables and "anomaly_labels" not in tables
 
 
 def _label(fault: Fault) -> dict:

@@ -27,6 +27,14 @@ class NoDataError(VolumeMonitorError):
     """The query returned no rows for the requested window."""
 
 
+class TrackingError(VolumeMonitorError):
+    """The MLflow tracking store could not be used."""
+
+
+class ResultsError(VolumeMonitorError):
+    """The results could not be written."""
+
+
 class ModelNotFoundError(VolumeMonitorError):
     """No model version carries the requested alias."""
 

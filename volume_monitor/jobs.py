@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from volume_monitor import alert, db, etl, report, tracking
 from volume_monitor.config import Settings
-from volume_monitor.errors import AlertDeliveryError, ConfigError, NoDataError
+from volume_monitor.errors import AlertDeliveryError, ConfigError, NoDataError, ResultsError
 from volume_monitor.model import SEED_PARAMS, VolumeDetector
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,11 @@ class ScoreResult:
 def today(settings: Settings) -> dt.date:
     """Today's date in ``VM_TIMEZONE``."""
     return dt.datetime.now(ZoneInfo(settings.timezone)).date()
+
+
+def yesterday(settings: Settings) -> dt.date:
+    """The last whole day in ``VM_TIMEZONE``: what a nightly run scores."""
+    return today(settings) - dt.timedelta(days=1)
 
 
 def training_window(settings: Settings, start: dt.date | None, end: dt.date | None):
@@ -131,6 +136,11 @@ def score_day(
     version is not emailed again unless ``force``.
     """
     began = time.perf_counter()
+    if day >= today(settings):
+        raise ConfigError(
+            f"{day} is not over yet in {settings.timezone}: the latest day to score is "
+            f"{yesterday(settings)}"
+        )
     model = tracking.load_model(settings)
     raw = _fetch(settings, day, day + dt.timedelta(days=1))
     frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
@@ -138,10 +148,11 @@ def score_day(
     decision = alert.decide(scored, settings, missing_day=raw.empty)
     folder = report.day_dir(settings.results_dir, day)
     previous = report.read_summary(folder) or {}
-    summary = _summary(day, scored, decision, model, previous)
+    sent_before = _already_notified(previous, model)
+    summary = _summary(day, len(scored), decision, model, previous if sent_before else {})
     histogram = _write_results(folder, scored, summary, model)
     exit_code = 0
-    if decision.alert and (force or not _already_notified(previous, model)):
+    if decision.alert and (force or not sent_before):
         model_name = f"{model.uri} (version {model.version})"
         message = alert.compose(
             day, scored, decision, model_name, folder, settings.smtp.recipients, [histogram]
@@ -151,7 +162,7 @@ def score_day(
         log.info("alert: already sent for %s by this model; --force sends it again", day)
     log.info(
         "deploy: %s scored, %d rows, %d anomalies, alert %s, in %.1fs; results in %s",
-        day, len(scored), summary["anomalies"], decision.alert, time.perf_counter() - began,
+        day, len(scored), decision.anomalies, decision.alert, time.perf_counter() - began,
         folder,
     )  # fmt: skip
     return ScoreResult(folder, summary, exit_code)
@@ -168,12 +179,15 @@ def _write_results(
 ) -> Path:
     """``histogram.png``, ``scores.csv`` and ``summary.json``; returns the histogram's path."""
     title = f"{summary['date']}: {summary['anomalies']} anomalous series (model v{model.version})"
-    histogram = report.plot_histogram(
-        scored["score"].to_numpy(), folder / report.HISTOGRAM_FILE, title,
-        model.detector.contamination,
-    )  # fmt: skip
-    report.write_scores(folder, scored)
-    report.write_summary(folder, summary)
+    try:
+        histogram = report.plot_histogram(
+            scored["score"].to_numpy(), folder / report.HISTOGRAM_FILE, title,
+            model.detector.contamination,
+        )  # fmt: skip
+        report.write_scores(folder, scored)
+        report.write_summary(folder, summary)
+    except OSError as exc:
+        raise ResultsError(f"cannot write the results to {folder}: {exc.strerror or exc}") from None
     return histogram
 
 
@@ -188,35 +202,41 @@ def _notify(
         log.warning("alert: not sent (%s); written to %s", why, folder / EMAIL_FILE)
         return 0
     try:
-        alert.send(settings.smtp, message)
+        refused = alert.send(settings.smtp, message)
     except AlertDeliveryError as exc:
         report.write_summary(folder, {**summary, "delivery_error": str(exc)})
         raise
-    summary.update(notified=True, notified_at=_now())
+    summary.update(notified=True, notified_at=_now(), refused_recipients=refused)
     report.write_summary(folder, summary)
+    if refused:  # the others got it: recorded as sent, but cron must hear of the failure
+        raise AlertDeliveryError(f"the SMTP server refused recipient(s): {', '.join(refused)}")
     return 0
 
 
 def _already_notified(previous: dict[str, Any], model: tracking.LoadedModel) -> bool:
-    return bool(previous.get("notified")) and previous.get("model_version") == model.version
+    """Whether an earlier run already delivered this day's alert for the same model version."""
+    same_model = (previous.get("model_uri"), previous.get("model_version")) == (
+        model.uri,
+        model.version,
+    )
+    return bool(previous.get("notified")) and same_model
 
 
-def _summary(day, scored, decision, model, previous) -> dict[str, Any]:
-    anomalies = int(scored["is_anomaly"].sum())
-    keep = _already_notified(previous, model)
+def _summary(day, rows, decision, model, sent) -> dict[str, Any]:
+    """The ``summary.json`` content; ``sent`` is the earlier summary of a delivered alert for
+    this day and model, whose delivery stays recorded."""
     return {
         "date": day.isoformat(),
-        "rows": len(scored),
-        "anomalies": anomalies,
-        "anomaly_share": round(anomalies / len(scored), 6) if len(scored) else 0.0,
+        "rows": rows,
+        "anomalies": decision.anomalies,
+        "anomaly_share": round(decision.share, 6),
         "alert": decision.alert,
         "reasons": decision.reasons,
         "model_uri": model.uri,
         "model_version": model.version,
         "run_id": model.run_id,
-        "notified": keep,
-        "notified_at": previous.get("notified_at") if keep else None,
-        "total_count": int(scored["count"].sum()),
+        "notified": bool(sent),
+        "notified_at": sent.get("notified_at"),
         "scored_at": _now(),
     }
 

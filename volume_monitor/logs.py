@@ -7,6 +7,8 @@ import logging.handlers
 from collections.abc import Iterable
 from pathlib import Path
 
+from volume_monitor.errors import ConfigError
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "***"
 _HANDLER_TAG = "_volume_monitor"
@@ -54,11 +56,14 @@ def setup_logging(log_file: Path, level: str = "INFO", secrets: Iterable[str] = 
     for handler in [h for h in root.handlers if getattr(h, _HANDLER_TAG, False)]:
         root.removeHandler(handler)
         handler.close()
-    log_file.parent.mkdir(parents=True, exist_ok=True)
     secret_filter = SecretMaskFilter(secrets)
-    file_handler = logging.handlers.RotatingFileHandler(
-        log_file, maxBytes=5_000_000, backupCount=5, encoding="utf-8"
-    )
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=5_000_000, backupCount=5, encoding="utf-8"
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot write the log file {log_file}: {exc.strerror or exc}") from None
     for handler in (logging.StreamHandler(), file_handler):
         handler.setFormatter(logging.Formatter(FORMAT))
         handler.addFilter(secret_filter)

@@ -86,7 +86,7 @@ class VolumeDetector(BaseEstimator):
         )
         self.encoder_ = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
         self.encoder_.fit(frame[SERIES_KEYS].astype(str))
-        raw = self._raw_features(frame, index)
+        raw = self._raw_features(frame, self._baseline_of(frame))
         self.scaler_ = StandardScaler().fit(raw)
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
@@ -100,10 +100,7 @@ class VolumeDetector(BaseEstimator):
 
     def decision_function(self, frame: pd.DataFrame) -> np.ndarray:
         frame = _with_date_column(frame)
-        index = self._series_index(frame)
-        return self.forest_.decision_function(
-            self.scaler_.transform(self._raw_features(frame, index))
-        )
+        return self._decision(frame, self._baseline_of(frame))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """scikit-learn's outlier convention: -1 anomalous, 1 normal."""
@@ -112,56 +109,63 @@ class VolumeDetector(BaseEstimator):
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` (date index or column) with expected range, score, verdict and cause."""
         frame = _with_date_column(frame)
-        index = self._series_index(frame)
-        known = index >= 0
-        center = np.where(known, self.center_[index.clip(0), frame["weekday"]], np.nan)
-        spread = np.where(known, self.spread_[index.clip(0)], np.nan)
+        center, spread = self._baseline_of(frame)
+        known = ~np.isnan(center)
         counts = frame["count"].to_numpy(dtype=float)
         low, high = self._expected_range(center, spread)
-        scores = self.forest_.decision_function(
-            self.scaler_.transform(self._raw_features(frame, index))
-        )
+        scores = self._decision(frame, (center, spread))
         direction = _direction(counts, low, high)
         outlier = scores < 0
         anomalous = outlier & known & (direction != "") if self.features == "baseline" else outlier
         missing_day = frame.groupby("date")["count"].transform("sum").to_numpy() == 0
         cause = _cause(counts, center, spread, direction, anomalous, known, missing_day)
         return frame.assign(
-            expected_low=np.floor(low),
-            expected_high=np.ceil(high),
-            score=scores,
-            is_anomaly=anomalous,
-            direction=direction,
-            cause=cause,
-        )
+            expected_low=low, expected_high=high, score=scores, is_anomaly=anomalous,
+            direction=direction, cause=cause,
+        )  # fmt: skip
 
     # --- helpers -------------------------------------------------------------------------
 
     def _expected_range(self, center: np.ndarray, spread: np.ndarray):
-        """Expected count and its normal range: ``band`` spreads either side of the baseline,
+        """The normal range in whole events: ``band`` spreads either side of the baseline,
         and never narrower than ``min_change`` events, so a tiny series does not page over a
-        handful of events."""
+        handful of events. NaN for a series unknown to the model."""
         expected = np.expm1(center)
         low = np.minimum(np.expm1(center - self.band * spread), expected - self.min_change)
         high = np.maximum(np.expm1(center + self.band * spread), expected + self.min_change)
-        return np.maximum(low, 0.0), high
+        return np.floor(np.maximum(low, 0.0)), np.ceil(high)
+
+    def _baseline_of(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's baseline level (``log1p`` units, for its weekday) and spread; NaN for a
+        series the model has not seen."""
+        index = self._series_index(frame)
+        rows, weekday = index.clip(0), frame["weekday"].to_numpy()
+        center = np.where(index >= 0, self.center_[rows, weekday], np.nan)
+        spread = np.where(index >= 0, self.spread_[rows], np.nan)
+        return center, spread
 
     def _series_index(self, frame: pd.DataFrame) -> np.ndarray:
         """Position of each row's series among the known series, -1 for a new one."""
         known = pd.MultiIndex.from_tuples([tuple(s) for s in self.series_], names=SERIES_KEYS)
-        rows = pd.MultiIndex.from_frame(frame[SERIES_KEYS].astype(str))
-        return known.get_indexer(rows)
+        return known.get_indexer(pd.MultiIndex.from_frame(frame[SERIES_KEYS].astype(str)))
 
-    def _raw_features(self, frame: pd.DataFrame, index: np.ndarray) -> np.ndarray:
+    def _decision(self, frame: pd.DataFrame, baseline) -> np.ndarray:
+        raw = self._raw_features(frame, baseline)
+        return self.forest_.decision_function(self.scaler_.transform(raw))
+
+    def _raw_features(self, frame: pd.DataFrame, baseline) -> np.ndarray:
+        """The forest's inputs: the seed's encoded categories, calendar and count; or each
+        count's deviation from its baseline in spreads, and the baseline level (a new series
+        counts as on its own baseline)."""
         counts = frame["count"].to_numpy(dtype=float)
         if self.features == "seed":
             codes = self.encoder_.transform(frame[SERIES_KEYS].astype(str))
             calendar = frame[["weekday", "month"]].to_numpy(dtype=float)
             return np.column_stack([codes, calendar, counts])
-        known = index >= 0
         level = np.log1p(counts)
-        center = np.where(known, self.center_[index.clip(0), frame["weekday"]], level)
-        spread = np.where(known, self.spread_[index.clip(0)], 1.0)
+        center, spread = baseline
+        center = np.where(np.isnan(center), level, center)
+        spread = np.where(np.isnan(spread), 1.0, spread)
         return np.column_stack([(level - center) / spread, center])
 
     @property

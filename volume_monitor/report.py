@@ -51,7 +51,11 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
 
 def write_scores(folder: Path, scored: pd.DataFrame) -> Path:
     """``scores.csv``: the contract columns, anomalies first, then by score."""
-    table = scored.assign(date=pd.to_datetime(scored["date"]).dt.strftime("%Y-%m-%d"))
+    table = scored.assign(
+        date=pd.to_datetime(scored["date"]).dt.strftime("%Y-%m-%d"),
+        expected_low=scored["expected_low"].astype("Int64"),
+        expected_high=scored["expected_high"].astype("Int64"),
+    )
     table = table.sort_values(["is_anomaly", "score"], ascending=[False, True])[SCORE_COLUMNS]
     return write_atomic(
         folder / SCORES_FILE, lambda p: table.to_csv(p, index=False, float_format="%.6g")

@@ -3,7 +3,6 @@ five-field cron expression) in ``VM_TIMEZONE``. An alternative to the ``crontab`
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 
@@ -18,7 +17,7 @@ MISFIRE_GRACE_SECONDS = 6 * 3600
 
 def nightly(settings: Settings) -> int:
     """Score yesterday. Known errors are logged, not raised, so the scheduler keeps running."""
-    day = jobs.today(settings) - dt.timedelta(days=1)
+    day = jobs.yesterday(settings)
     try:
         return jobs.score_day(settings, day).exit_code
     except VolumeMonitorError as exc:

@@ -7,18 +7,23 @@ package, never with a list read from the model file itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from volume_monitor.config import Settings
-from volume_monitor.errors import ConfigError, ModelNotFoundError
+from volume_monitor.config import Settings, redact_url
+from volume_monitor.db import first_line
+from volume_monitor.errors import ConfigError, ModelNotFoundError, TrackingError
+from volume_monitor.logs import mask
 from volume_monitor.model import TRUSTED_TYPES, VolumeDetector
 
 log = logging.getLogger(__name__)
@@ -35,25 +40,50 @@ class LoadedModel:
     run_id: str
 
 
+# MLflow's defaults retry an unreachable server for minutes; a nightly job should say so sooner.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
 def client(settings: Settings):
-    """An MLflow client on the configured store (the SQLite file's folder is created)."""
+    """An MLflow client on the configured store (a local store's artifact folder is created)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    if settings.artifact_location:
-        Path(settings.artifact_location.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if settings.artifact_dir:
+        settings.artifact_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
-    return MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+    with store_errors(settings):
+        return MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+@contextlib.contextmanager
+def store_errors(settings: Settings) -> Iterator[None]:
+    """Turn a failure to use the tracking store into one :class:`TrackingError` line."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (MlflowException, SQLAlchemyError, OSError) as exc:
+        reason = getattr(exc, "message", None) or first_line(exc)
+        raise TrackingError(
+            f"cannot use the MLflow store {redact_url(settings.tracking_uri)}: "
+            f"{mask(str(reason).splitlines()[0], settings.secrets)}"
+        ) from None
 
 
 def experiment_id(settings: Settings, name: str | None = None) -> str:
     """The id of the experiment ``name`` (default ``VM_EXPERIMENT``), created if needed."""
     mlflow_client = client(settings)
     name = name or settings.experiment
-    found = mlflow_client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    return mlflow_client.create_experiment(name, artifact_location=settings.artifact_location)
+    location = settings.artifact_dir.as_uri() if settings.artifact_dir else None
+    with store_errors(settings):
+        found = mlflow_client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        return mlflow_client.create_experiment(name, artifact_location=location)
 
 
 def log_training(
@@ -73,7 +103,7 @@ def log_training(
     with warnings.catch_warnings():  # the ETL never yields missing values in integer columns
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(sample, detector.predict(sample))
-    with mlflow.start_run(experiment_id=experiment_id(settings)) as run:
+    with store_errors(settings), mlflow.start_run(experiment_id=experiment_id(settings)) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         for plot in plots:
@@ -119,11 +149,14 @@ def load_model(settings: Settings) -> LoadedModel:
     uri = f"models:/{settings.model_name}@{settings.model_alias}"
     try:
         found = mlflow_client.get_model_version_by_alias(settings.model_name, settings.model_alias)
-    except MlflowException:
+    except MlflowException as exc:
+        if not _is_not_found(exc):
+            with store_errors(settings):
+                raise
         raise ModelNotFoundError(
             f"no model version of {settings.model_name!r} has the alias "
-            f"{settings.model_alias!r} in {settings.tracking_uri}: run 'python train.py --promote' "
-            "or 'volume-monitor promote VERSION'"
+            f"{settings.model_alias!r} in {redact_url(settings.tracking_uri)}: run "
+            "'python train.py --promote' or 'volume-monitor promote VERSION'"
         ) from None
     with tempfile.TemporaryDirectory() as scratch:
         try:
@@ -145,9 +178,10 @@ def list_runs(settings: Settings) -> pd.DataFrame:
     import mlflow
 
     client(settings)
-    runs = mlflow.search_runs(
-        experiment_ids=[experiment_id(settings)], order_by=["attributes.start_time DESC"]
-    )
+    with store_errors(settings):
+        runs = mlflow.search_runs(
+            experiment_ids=[experiment_id(settings)], order_by=["attributes.start_time DESC"]
+        )
     if runs.empty:
         return pd.DataFrame(columns=["run_id", "start_time", "version", "alias"])
     versions = _versions_by_run(settings)
@@ -157,17 +191,28 @@ def list_runs(settings: Settings) -> pd.DataFrame:
     )
 
 
+def _is_not_found(exc) -> bool:
+    """Whether MLflow says the model or its alias does not exist (not: the store failed)."""
+    code = getattr(exc, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc.message)
+    )
+
+
 def _versions_by_run(settings: Settings) -> dict[str, tuple[str, str]]:
     """Run id → (registered version, its aliases). Searches do not return aliases, so they
     come from the registered model."""
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client(settings)
-    found = mlflow_client.search_model_versions(f"name='{_quoted(settings.model_name)}'")
-    try:
-        aliases = mlflow_client.get_registered_model(settings.model_name).aliases or {}
-    except MlflowException:
-        aliases = {}
+    with store_errors(settings):
+        found = mlflow_client.search_model_versions(f"name='{_quoted(settings.model_name)}'")
+        try:
+            aliases = mlflow_client.get_registered_model(settings.model_name).aliases or {}
+        except MlflowException as exc:
+            if not _is_not_found(exc):
+                raise
+            aliases = {}
     by_version: dict[str, list[str]] = {}
     for alias, version in aliases.items():
         by_version.setdefault(str(version), []).append(alias)
