@@ -44,6 +44,13 @@ def workdir(tmp_path, demo_sqlite) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def trained_workdir(workdir, trained_store) -> Path:
+    """``workdir`` with a copy of the session's trained MLflow store (version 1 promoted)."""
+    shutil.copytree(trained_store / "mlruns", workdir / "mlruns")
+    return workdir
+
+
 def test_train_then_deploy_with_default_paths(workdir):
     trained = run(
         "train.py", "--start", str(FIRST_DAY), "--end", "2026-07-01", "--promote", cwd=workdir
@@ -170,17 +177,14 @@ def test_demo_db_never_overwrites_a_real_events_table(tmp_path):
     assert bad_days.returncode == 2 and "at least 1" in bad_days.stderr
 
 
-def test_unwritable_log_file_and_results_are_one_line_errors(workdir):
+def test_unwritable_log_file_and_results_are_one_line_errors(trained_workdir):
+    workdir = trained_workdir
     blocked = workdir / "blocked"
     blocked.write_text("a file where a folder should be")
     log_result = run("deploy.py", cwd=workdir, VM_LOG_FILE=str(blocked / "vm.log"))
     assert log_result.returncode == 1 and "Traceback" not in log_result.stderr
     assert log_result.stderr.startswith("volume-monitor: error: cannot write the log file")
 
-    trained = run(
-        "train.py", "--start", str(FIRST_DAY), "--end", "2026-07-01", "--promote", cwd=workdir
-    )
-    assert trained.returncode == 0, trained.stderr
     results = run("deploy.py", "--date", str(LAST_DAY), cwd=workdir, VM_RESULTS_DIR=str(blocked))
     assert results.returncode == 1 and "Traceback" not in results.stderr
     [line] = error_lines(results.stderr)
