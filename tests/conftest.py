@@ -69,14 +69,11 @@ _private_urls: dict[str, str] = {}
 PRIVATE_NAME = f"vm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
 
+CONTAINER = {"postgresql": "SCHEMA", "mariadb": "DATABASE"}  # what holds the private tables
+
+
 def _create_private(kind: str, url: str) -> str:
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        if kind == "postgresql":
-            connection.execute(text(f"CREATE SCHEMA {PRIVATE_NAME}"))
-        else:
-            connection.execute(text(f"CREATE DATABASE {PRIVATE_NAME}"))
-    engine.dispose()
+    _as_admin(kind, f"CREATE {CONTAINER[kind]} {PRIVATE_NAME}")
     parsed = make_url(url)
     if kind == "postgresql":
         private = parsed.update_query_dict({"options": f"-csearch_path={PRIVATE_NAME}"})
@@ -85,16 +82,18 @@ def _create_private(kind: str, url: str) -> str:
     return private.render_as_string(hide_password=False)
 
 
+def _as_admin(kind: str, statement: str) -> None:
+    engine = create_engine(SERVER_URLS[kind], isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(statement))
+    engine.dispose()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Drop the private schemas and databases this session created."""
     for kind in list(_private_urls):
-        engine = create_engine(SERVER_URLS[kind], isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            if kind == "postgresql":
-                connection.execute(text(f"DROP SCHEMA IF EXISTS {PRIVATE_NAME} CASCADE"))
-            else:
-                connection.execute(text(f"DROP DATABASE IF EXISTS {PRIVATE_NAME}"))
-        engine.dispose()
+        cascade = " CASCADE" if kind == "postgresql" else ""
+        _as_admin(kind, f"DROP {CONTAINER[kind]} IF EXISTS {PRIVATE_NAME}{cascade}")
         del _private_urls[kind]
 
 
