@@ -32,7 +32,6 @@ def test_alert_arrives_with_subject_recipients_series_and_histogram(trained_sett
 
     result = jobs.score_day(settings, LAST_DAY)
 
-    assert result.exit_code == 0
     assert len(inbox.messages) == 1
     message, envelope = inbox.messages[0], inbox.envelopes[0]
     anomalies = result.summary["anomalies"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIRST_DAY, LAST_DAY, QUERY, ROOT
+from conftest import FIRST_DAY, LAST_DAY, QUERY, ROOT, free_port
 
 SETTING_PREFIXES = ("VM_", "SMTP_", "ALERT_", "MLFLOW_")
 
@@ -210,3 +210,16 @@ def test_a_day_that_is_not_over_is_refused(workdir):
     assert result.returncode == 1
     [line] = error_lines(result.stderr)
     assert "2999-01-01 is not over yet in UTC" in line
+
+
+def test_smtp_down_exits_3_after_writing_results(trained_workdir):
+    result = run(
+        "deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir,
+        SMTP_HOST="127.0.0.1", SMTP_PORT=str(free_port()), ALERT_TO="oncall@example.com",
+    )  # fmt: skip
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    [line] = error_lines(result.stderr)
+    assert "cannot send the alert through 127.0.0.1" in line
+    folder = trained_workdir / "results" / str(LAST_DAY)
+    assert json.loads((folder / "summary.json").read_text())["notified"] is False
+    assert (folder / "scores.csv").is_file()

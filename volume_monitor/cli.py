@@ -110,7 +110,7 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
         f"{summary['date']}: {summary['anomalies']} anomalous of {summary['rows']} series, "
         f"alert {'yes' if summary['alert'] else 'no'}; results in {result.folder}"
     )
-    return result.exit_code
+    return 0
 
 
 def _promote(settings: Settings, args: argparse.Namespace) -> int:

@@ -40,7 +40,6 @@ class TrainResult:
 class ScoreResult:
     folder: Path
     summary: dict[str, Any]
-    exit_code: int
 
 
 def today(settings: Settings) -> dt.date:
@@ -151,13 +150,12 @@ def score_day(
     sent_before = _already_notified(previous, model)
     summary = _summary(day, len(scored), decision, model, previous if sent_before else {})
     histogram = _write_results(folder, scored, summary, model)
-    exit_code = 0
     if decision.alert and (force or not sent_before):
         model_name = f"{model.uri} (version {model.version})"
         message = alert.compose(
             day, scored, decision, model_name, folder, settings.smtp.recipients, [histogram]
         )
-        exit_code = _notify(settings, message, folder, summary, dry_run)
+        _notify(settings, message, folder, summary, dry_run)
     elif decision.alert:
         log.info("alert: already sent for %s by this model; --force sends it again", day)
     log.info(
@@ -165,7 +163,7 @@ def score_day(
         day, len(scored), decision.anomalies, decision.alert, time.perf_counter() - began,
         folder,
     )  # fmt: skip
-    return ScoreResult(folder, summary, exit_code)
+    return ScoreResult(folder, summary)
 
 
 def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -193,14 +191,15 @@ def _write_results(
 
 def _notify(
     settings: Settings, message: alert.Message, folder: Path, summary: dict, dry_run: bool
-) -> int:
+) -> None:
     """Send the alert, or write it to ``email.txt`` on a dry run or when SMTP is not configured;
-    record the outcome in ``summary.json``. Returns the exit code."""
+    record the outcome in ``summary.json``. An undelivered alert raises
+    :class:`AlertDeliveryError` once the outcome is recorded."""
     if dry_run or not settings.smtp.configured:
         report.write_text(folder / EMAIL_FILE, message.as_text(settings.smtp.sender))
         why = "dry run" if dry_run else "SMTP_HOST or ALERT_TO is not set"
         log.warning("alert: not sent (%s); written to %s", why, folder / EMAIL_FILE)
-        return 0
+        return
     try:
         refused = alert.send(settings.smtp, message)
     except AlertDeliveryError as exc:
@@ -210,7 +209,6 @@ def _notify(
     report.write_summary(folder, summary)
     if refused:  # the others got it: recorded as sent, but cron must hear of the failure
         raise AlertDeliveryError(f"the SMTP server refused recipient(s): {', '.join(refused)}")
-    return 0
 
 
 def _already_notified(previous: dict[str, Any], model: tracking.LoadedModel) -> bool:
