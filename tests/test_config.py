@@ -333,3 +333,11 @@ def test_url_encoded_database_password_is_masked(tmp_path, restore_logging):
     logging.getLogger("volume_monitor.test_config").info("url %s", settings.database_url)
     content = read_log(log_file)
     assert "p%40ss%2Fword" not in content
+
+
+def test_using_the_tracking_store_leaves_the_environment_alone(tmp_path, monkeypatch):
+    from volume_monitor import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking.client(load(tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/store/mlflow.db"))
+    assert "MLFLOW_TRACKING_URI" not in os.environ

@@ -53,7 +53,14 @@ def client(settings: Settings):
         os.environ.setdefault(key, value)
     if settings.artifact_dir:
         settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(settings.tracking_uri)
+    # set_tracking_uri also writes the URI into the environment, where it would override the
+    # next load_settings() of this process: keep the environment as the user set it.
+    if exported is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = exported
     with store_errors(settings):
         return MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
 
@@ -120,6 +127,24 @@ def log_training(
     version = str(info.registered_model_version)
     log.info("tracking: run %s, model %s version %s", run.info.run_id, settings.model_name, version)
     return run.info.run_id, version
+
+
+def log_evaluation(
+    settings: Settings, table: pd.DataFrame, params: dict[str, dict[str, Any]], seeds
+) -> list[str]:
+    """One run per detector in the ``<VM_EXPERIMENT>-evaluate`` experiment, with the same
+    benchmark metrics, so detectors are compared side by side in ``mlflow ui``."""
+    import mlflow
+
+    experiment = experiment_id(settings, f"{settings.experiment}-evaluate")
+    run_ids = []
+    with store_errors(settings):
+        for detector, row in table.iterrows():
+            with mlflow.start_run(experiment_id=experiment, run_name=str(detector)) as run:
+                mlflow.log_params({**params[detector], "detector": detector, "seeds": seeds})
+                mlflow.log_metrics({k: float(v) for k, v in row.items() if pd.notna(v)})
+                run_ids.append(run.info.run_id)
+    return run_ids
 
 
 def promote(settings: Settings, reference: str) -> str:
