@@ -77,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     schedule = commands.add_parser("schedule", help="run the nightly job under APScheduler")
     schedule.set_defaults(handler=_schedule)
 
+    evaluate = commands.add_parser(
+        "evaluate", help="score detectors on demo histories with injected faults"
+    )
+    evaluate.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[1, 2, 3],
+        help="one scenario per seed (default: 1 2 3)",
+    )
+    evaluate.add_argument("--no-log", action="store_true", help="do not log runs to MLflow")
+    evaluate.set_defaults(handler=_evaluate)
+
     demo = commands.add_parser("demo-db", help="write a demo activityhistory database")
     demo.add_argument(
         "--url", default=DEFAULTS["VM_DATABASE_URL"], help="database URL (default: %(default)s)"
@@ -132,6 +145,18 @@ def _runs(settings: Settings, args: argparse.Namespace) -> int:
         and c.split(".", 1)[1] in {"rows", "series", "anomaly_share", "score_p05"}
     ]
     print(runs[columns].to_string(index=False) if len(runs) else "no training runs yet")
+    return 0
+
+
+def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from volume_monitor import evaluate, tracking
+
+    seeds = tuple(args.seeds)
+    table, _ = evaluate.run_benchmark(seeds)
+    print(table.T.to_string(float_format=lambda v: f"{v:.3f}"))
+    if not args.no_log:
+        runs = tracking.log_evaluation(settings, table, evaluate.DETECTORS, seeds)
+        print(f"logged {len(runs)} runs to experiment {settings.experiment}-evaluate")
     return 0
 
 

@@ -14,6 +14,9 @@ Two feature sets:
 - ``seed``: the original configuration, label-encoded categories, weekday, month and the raw
   count, scaled; a row is anomalous when the forest scores it below 0.
 
+``method="zscore"`` drops the forest: a row is anomalous when its count lies outside the
+expected range, the robust z-score / MAD rule of data-quality tools.
+
 The expected range of a series is ``band`` robust spreads around its weekday baseline, and at
 least ``min_change`` events either side of the expected count.
 """
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SEED_PARAMS = {"n_estimators": 100, "max_samples": 256, "contamination": 0.15, "random_state": 2019}
 FEATURE_SETS = ("baseline", "seed")
+METHODS = ("iforest", "zscore")
 MIN_SPREAD = 0.05  # in log1p units: about ±5% of a large series
 MAD_TO_SD = 1.4826
 DUPLICATE_MULTIPLES = (2, 3)  # a duplicated load: count / m close to the baseline
@@ -61,6 +65,7 @@ class VolumeDetector(BaseEstimator):
         band: float = 4.0,
         recent_weeks: int = 8,
         min_change: float = 10.0,
+        method: str = "iforest",
     ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
@@ -70,6 +75,7 @@ class VolumeDetector(BaseEstimator):
         self.band = band
         self.recent_weeks = recent_weeks
         self.min_change = min_change
+        self.method = method
 
     # --- fitting -------------------------------------------------------------------------
 
@@ -77,6 +83,8 @@ class VolumeDetector(BaseEstimator):
         """Learn series, baselines, encoders and the forest from an ETL frame (date index)."""
         if self.features not in FEATURE_SETS:
             raise ValueError(f"features must be one of {FEATURE_SETS}, not {self.features!r}")
+        if self.method not in METHODS or (self.method == "zscore" and self.features != "baseline"):
+            raise ValueError(f"method must be one of {METHODS} (zscore with baseline features)")
         frame = _with_date_column(frame)
         series = frame[SERIES_KEYS].drop_duplicates().sort_values(SERIES_KEYS)
         self.series_ = series.astype(str).values.tolist()
@@ -116,7 +124,10 @@ class VolumeDetector(BaseEstimator):
         scores = self._decision(frame, (center, spread))
         direction = _direction(counts, low, high)
         outlier = scores < 0
-        anomalous = outlier & known & (direction != "") if self.features == "baseline" else outlier
+        outside = known & (direction != "")
+        anomalous = outlier & outside if self.features == "baseline" else outlier
+        if self.method == "zscore":
+            anomalous = outside
         missing_day = frame.groupby("date")["count"].transform("sum").to_numpy() == 0
         cause = _cause(counts, center, spread, direction, anomalous, known, missing_day)
         return frame.assign(
@@ -150,7 +161,11 @@ class VolumeDetector(BaseEstimator):
         return known.get_indexer(pd.MultiIndex.from_frame(frame[SERIES_KEYS].astype(str)))
 
     def _decision(self, frame: pd.DataFrame, baseline) -> np.ndarray:
+        """The forest's decision function; for ``zscore``, ``band`` minus the absolute deviation
+        in spreads (also below 0 when outside the band)."""
         raw = self._raw_features(frame, baseline)
+        if self.method == "zscore":
+            return self.band - np.abs(raw[:, 0])
         return self.forest_.decision_function(self.scaler_.transform(raw))
 
     def _raw_features(self, frame: pd.DataFrame, baseline) -> np.ndarray:

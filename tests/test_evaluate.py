@@ -1,0 +1,115 @@
+"""The labeled benchmark: injected faults, metric arithmetic, MLflow runs per detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from volume_monitor import evaluate
+from volume_monitor.etl import SERIES_KEYS
+
+
+@pytest.fixture(scope="module")
+def scenario() -> evaluate.Scenario:
+    return evaluate.make_scenario(seed=5, days=200, held_back=60, events_per_day=5000)
+
+
+def test_scenario_injects_every_fault_kind_inside_the_window(scenario):
+    labels = scenario.labels
+    assert set(labels["kind"]) == {
+        "duplicate", "partial_duplicate", "stall", "stopped", "missing_day", "leak", "holiday",
+        "new_channel",
+    }  # fmt: skip
+    assert (labels["date"] >= scenario.window_start).all()
+    missing = labels.loc[labels["kind"] == "missing_day", "date"].unique()
+    assert len(missing) == 1
+    assert scenario.counts[scenario.counts["date"] == missing[0]].empty
+    assert labels.loc[labels["kind"] == "leak", "date"].nunique() == 4, "drops of 20% or more"
+    assert (labels.loc[labels["kind"] == "new_channel", "channelid"] == "partner").all()
+    history = scenario.counts[scenario.counts["date"] < scenario.window_start]
+    assert "partner" not in set(history["channelid"])
+
+
+def test_duplicate_doubles_the_counts_of_its_channel(scenario):
+    duplicated = scenario.labels[scenario.labels["kind"] == "duplicate"]
+    day, channel = duplicated["date"].iloc[0], duplicated["channelid"].iloc[0]
+    counts = scenario.counts[scenario.counts["channelid"] == channel]
+    on_day = counts.loc[counts["date"] == day, "count"].sum()
+    week_before = counts.loc[counts["date"] == day - pd.Timedelta(days=7), "count"].sum()
+    assert 1.7 < on_day / week_before < 2.3
+
+
+def scored_frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["date", "kind", "is_anomaly", "score"])
+    return frame.assign(scenario=1, date=pd.to_datetime(frame["date"]))
+
+
+def test_metrics_arithmetic():
+    scored = scored_frame(
+        [
+            ("2026-01-01", "duplicate", True, -0.5),  # hit
+            ("2026-01-01", "duplicate", False, 0.1),  # miss
+            ("2026-01-01", "", False, 0.2),
+            ("2026-01-02", "", True, -0.1),  # false alarm on a normal day
+            ("2026-01-02", "", False, 0.3),
+            ("2026-01-03", "missing_day", True, -0.4),
+            ("2026-01-03", "new_channel", False, 0.0),
+            ("2026-01-04", "stopped", True, -0.9),
+            ("2026-01-04", "new_channel", True, -0.2),  # paged a new channel
+        ]
+    )
+    result = evaluate.metrics(scored)
+    assert result["series_precision"] == pytest.approx(3 / 5)
+    assert result["series_recall"] == pytest.approx(3 / 4)
+    assert result["series_f1"] == pytest.approx(2 * 0.6 * 0.75 / 1.35)
+    assert result["day_precision"] == pytest.approx(3 / 4)
+    assert result["day_recall"] == 1.0
+    assert result["false_alerts_per_30_days"] == pytest.approx(30.0)  # 1 alert on 1 normal day
+    assert result["missing_days_caught"] == 1.0 and result["stopped_series_caught"] == 1.0
+    assert result["new_channel_paged"] == 1.0
+    truth = np.array([1, 1, 0, 0, 0, 1, 0, 1, 0])
+    ranks = -scored["score"].to_numpy()
+    pairs = [(p, n) for p in ranks[truth == 1] for n in ranks[truth == 0]]
+    expected_auc = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
+    assert result["roc_auc"] == pytest.approx(expected_auc)
+
+
+def test_baseline_detector_beats_the_seed_and_catches_outages(scenario):
+    results = {}
+    for name in ("seed", "iforest_baseline"):
+        scored = evaluate.score_scenario(evaluate.DETECTORS[name], scenario)
+        results[name] = evaluate.metrics(scored.assign(scenario=5))
+        assert (scored[scored["kind"] == "new_channel"]["cause"] == "new_series").all()
+    baseline, seed = results["iforest_baseline"], results["seed"]
+    assert baseline["series_f1"] > seed["series_f1"] + 0.3
+    assert baseline["missing_days_caught"] == 1.0
+    assert baseline["stopped_series_caught"] == 1.0
+    assert baseline["new_channel_paged"] == 0.0
+    assert baseline["roc_auc"] > 0.8
+
+
+def test_evaluate_command_prints_the_table_and_logs_one_run_per_detector(
+    tmp_path, monkeypatch, capsys
+):
+    from mlflow.tracking import MlflowClient
+
+    from volume_monitor import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["evaluate", "--seeds", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "series_f1" in printed and "false_alerts_per_30_days" in printed
+    assert "logged 3 runs to experiment volume-monitor-evaluate" in printed
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("volume-monitor-evaluate")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.params["detector"] for r in runs) == sorted(evaluate.DETECTORS)
+    table = evaluate.run_benchmark((4,))[0]
+    for run in runs:
+        f1 = table.loc[run.data.params["detector"], "series_f1"]
+        assert run.data.metrics["series_f1"] == pytest.approx(f1)
+
+
+def test_series_keys_of_labels_match_the_etl(scenario):
+    assert list(scenario.labels.columns) == ["date", *SERIES_KEYS, "kind"]
