@@ -140,10 +140,11 @@ def test_scores_csv_bounds_are_whole_numbers_that_agree_with_direction(trained_s
     assert "e+" not in text
     scores = read_scores(result.folder)
     assert scores["expected_low"].dtype.kind == "i" and scores["expected_high"].dtype.kind == "i"
+    # A row with a direction is outside its range, or moved with its group (then flagged).
     high = scores[scores["direction"] == "high"]
     low = scores[scores["direction"].isin(["low", "missing"])]
-    assert (high["count"] > high["expected_high"]).all()
-    assert (low["count"] < low["expected_low"]).all()
+    assert ((high["count"] > high["expected_high"]) | high["is_anomaly"]).all()
+    assert ((low["count"] < low["expected_low"]) | low["is_anomaly"]).all()
+    assert (low["count"] < low["expected_low"]).sum() >= 3
     inside = scores[scores["direction"].isna()]
     assert inside["count"].between(inside["expected_low"], inside["expected_high"]).all()
-    assert len(low) >= 3

@@ -100,7 +100,7 @@ def test_evaluate_command_prints_the_table_and_logs_one_run_per_detector(
     assert cli.main(["evaluate", "--seeds", "4"]) == 0
     printed = capsys.readouterr().out
     assert "series_f1" in printed and "false_alerts_per_30_days" in printed
-    assert "logged 3 runs to experiment volume-monitor-evaluate" in printed
+    assert f"logged {len(evaluate.DETECTORS)} runs to experiment volume-monitor-evaluate" in printed
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name("volume-monitor-evaluate")
     runs = client.search_runs([experiment.experiment_id])

@@ -56,7 +56,7 @@ def test_normal_day_is_within_range_and_not_anomalous(detector):
     assert (scored["direction"] == "").all()
     windows = scored.loc[("web", "view", "Windows")]
     assert windows["expected_low"] < 1000 < windows["expected_high"]
-    assert windows["expected_low"] > 800 and windows["expected_high"] < 1250
+    assert windows["expected_low"] > 750 and windows["expected_high"] < 1350  # about ±5 spreads
 
 
 def test_doubling_is_high_duplicate_and_stop_is_missing(detector):
@@ -145,3 +145,23 @@ def test_save_and_load_with_exactly_the_trusted_types(detector, tmp_path):
     pd.testing.assert_frame_equal(loaded.score(day), detector.score(day))
     with pytest.raises(skops.io.exceptions.UntrustedTypesFoundException):
         skops.io.load(path, trusted=[])
+
+
+def test_a_modest_shift_of_a_whole_channel_is_caught_through_the_group():
+    channel = [
+        ("web", a, f, 1000) for a in ("view", "search") for f in ("Windows", "iOS", "Android")
+    ]
+    rng = np.random.default_rng(7)
+
+    def counts(factor):
+        return lambda _: {s[:3]: int(rng.poisson(s[3] * factor)) for s in channel}
+
+    detector = VolumeDetector().fit(frame(TRAIN_DAYS, counts(1.0)))
+    shifted = detector.score(frame([SCORE_DAY], counts(1.3)))
+    assert shifted["is_anomaly"].all(), "every series of the channel moved +30%"
+    assert (shifted["direction"] == "high").all()
+    assert (shifted["count"] <= shifted["expected_high"]).any(), "some only as a group"
+    alone = VolumeDetector(group_threshold=0).fit(frame(TRAIN_DAYS, counts(1.0)))
+    assert not alone.score(frame([SCORE_DAY], counts(1.3)))["is_anomaly"].all()
+    normal = detector.score(frame([SCORE_DAY], counts(1.0)))
+    assert not normal["is_anomaly"].any()

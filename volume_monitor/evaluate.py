@@ -28,8 +28,9 @@ LAST_DAY = dt.date(2026, 6, 30)
 NOT_ANOMALIES = ("", "new_channel")
 DETECTORS: dict[str, dict[str, Any]] = {
     "seed": {"features": "seed", **SEED_PARAMS},
-    "iforest_baseline": {},
-    "zscore_mad": {"method": "zscore"},
+    "iforest_baseline_groups": {},
+    "iforest_baseline": {"group_threshold": 0.0},
+    "zscore_mad": {"method": "zscore", "group_threshold": 0.0},
 }
 
 

@@ -17,6 +17,10 @@ Two feature sets:
 ``method="zscore"`` drops the forest: a row is anomalous when its count lies outside the
 expected range, the robust z-score / MAD rule of data-quality tools.
 
+With baseline features, a row is also anomalous when its series moved together with the rest
+of its channel, channel × action or channel × OS family (see ``_moved_with_group``): a +30%
+duplicate across a channel is clear as a group though small in each series.
+
 The expected range of a series is ``band`` robust spreads around its weekday baseline, and at
 least ``min_change`` events either side of the expected count.
 """
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 SEED_PARAMS = {"n_estimators": 100, "max_samples": 256, "contamination": 0.15, "random_state": 2019}
 FEATURE_SETS = ("baseline", "seed")
 METHODS = ("iforest", "zscore")
+GROUPS = (("channelid",), ("channelid", "actioncode"), ("channelid", "os_family"))
 MIN_SPREAD = 0.05  # in log1p units: about ±5% of a large series
 MAD_TO_SD = 1.4826
 DUPLICATE_MULTIPLES = (2, 3)  # a duplicated load: count / m close to the baseline
@@ -62,10 +67,12 @@ class VolumeDetector(BaseEstimator):
         contamination: float = 0.15,
         random_state: int = 2019,
         features: str = "baseline",
-        band: float = 4.0,
+        band: float = 5.0,
         recent_weeks: int = 8,
         min_change: float = 10.0,
         method: str = "iforest",
+        group_threshold: float = 7.0,
+        group_member: float = 1.0,
     ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
@@ -76,6 +83,8 @@ class VolumeDetector(BaseEstimator):
         self.recent_weeks = recent_weeks
         self.min_change = min_change
         self.method = method
+        self.group_threshold = group_threshold
+        self.group_member = group_member
 
     # --- fitting -------------------------------------------------------------------------
 
@@ -122,12 +131,17 @@ class VolumeDetector(BaseEstimator):
         counts = frame["count"].to_numpy(dtype=float)
         low, high = self._expected_range(center, spread)
         scores = self._decision(frame, (center, spread))
+        deviation = (np.log1p(counts) - center) / spread
         direction = _direction(counts, low, high)
-        outlier = scores < 0
         outside = known & (direction != "")
-        anomalous = outlier & outside if self.features == "baseline" else outlier
-        if self.method == "zscore":
-            anomalous = outside
+        with_group = self._moved_with_group(frame, deviation)
+        direction = np.where(with_group & ~outside, _sign_direction(counts, deviation), direction)
+        if self.features == "seed":
+            anomalous = scores < 0
+        elif self.method == "zscore":
+            anomalous = outside | with_group
+        else:
+            anomalous = (outside & (scores < 0)) | with_group
         missing_day = frame.groupby("date")["count"].transform("sum").to_numpy() == 0
         cause = _cause(counts, center, spread, direction, anomalous, known, missing_day)
         return frame.assign(
@@ -154,6 +168,29 @@ class VolumeDetector(BaseEstimator):
         center = np.where(index >= 0, self.center_[rows, weekday], np.nan)
         spread = np.where(index >= 0, self.spread_[rows], np.nan)
         return center, spread
+
+    def _moved_with_group(self, frame: pd.DataFrame, deviation: np.ndarray) -> np.ndarray:
+        """Rows whose series moved together with the rest of a group it belongs to (its
+        channel, its channel and action, or its channel and OS family) that day.
+
+        The group's evidence is the median deviation of its members times the square root of
+        their number; a member counts when the evidence reaches ``group_threshold`` and the
+        member itself moved at least ``group_member`` spreads the same way. This catches a
+        +30% load across a channel that no single series shows clearly, while one broken
+        series cannot carry a whole group."""
+        flagged = np.zeros(len(frame), dtype=bool)
+        if self.features != "baseline" or not self.group_threshold:
+            return flagged
+        data = frame[["date", *SERIES_KEYS]].assign(z=deviation)
+        for keys in GROUPS:
+            members = data.groupby(["date", *keys])["z"]
+            count = members.transform("count")
+            evidence = members.transform("median") * np.sqrt(count)
+            moved = (np.sign(data["z"]) == np.sign(evidence)) & (
+                data["z"].abs() >= self.group_member
+            )
+            flagged |= ((evidence.abs() >= self.group_threshold) & (count >= 2) & moved).to_numpy()
+        return flagged
 
     def _series_index(self, frame: pd.DataFrame) -> np.ndarray:
         """Position of each row's series among the known series, -1 for a new one."""
@@ -227,6 +264,11 @@ def _direction(counts: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndar
     direction[(counts < low) & (counts > 0)] = "low"
     direction[(counts < low) & (counts == 0)] = "missing"
     return direction
+
+
+def _sign_direction(counts: np.ndarray, deviation: np.ndarray) -> np.ndarray:
+    """Direction of a row that moved with its group but stayed inside its own range."""
+    return np.where(counts == 0, "missing", np.where(deviation > 0, "high", "low")).astype(object)
 
 
 def _cause(
