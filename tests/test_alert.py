@@ -173,3 +173,26 @@ def test_partly_refused_recipients_count_as_sent_but_fail_the_run(trained_settin
 
     jobs.score_day(settings, LAST_DAY)  # the next run does not send it again
     assert [e.rcpt_tos for e in inbox.envelopes] == [["oncall@example.com"]]
+
+
+def test_series_moving_together_get_one_line_before_the_list(trained_settings):
+    result = jobs.score_day(trained_settings(), LAST_DAY, dry_run=True)
+    scores = pd.read_csv(result.folder / "scores.csv")
+    web = scores[scores["channelid"] == "web"]
+    flagged = int(web["is_anomaly"].sum())
+    line = f"channel web: {flagged} of {len(web)} series high (mostly duplicate)"
+    assert result.summary["groups"] == [line]
+    written = (result.folder / "email.txt").read_text()
+    assert written.index(line) < written.index("Anomalous series")
+
+
+def test_group_lines_need_three_series_in_one_direction():
+    scored = pd.DataFrame(
+        {
+            "channelid": ["web"] * 4 + ["api"] * 3,
+            "is_anomaly": [True, True, True, False, True, True, False],
+            "direction": ["low", "low", "low", "", "high", "low", ""],
+            "cause": ["stall", "stall", "drop", "", "spike", "drop", ""],
+        }
+    )
+    assert alert.group_lines(scored) == ["channel web: 3 of 4 series low (mostly stall)"]

@@ -64,6 +64,26 @@ def decide(scored: pd.DataFrame, settings: Settings, missing_day: bool) -> Decis
     return Decision(bool(reasons), reasons, anomalies, share)
 
 
+MIN_GROUP = 3  # anomalous series of one channel that move the same way make a group line
+
+
+def group_lines(scored: pd.DataFrame) -> list[str]:
+    """One line per channel where at least ``MIN_GROUP`` series are anomalous in the same
+    direction, e.g. ``channel web: 31 of 32 series high (mostly duplicate)``."""
+    lines = []
+    for channel, rows in scored.groupby("channelid", sort=True):
+        anomalous = rows[rows["is_anomaly"]]
+        for direction, moved in anomalous.groupby("direction", sort=True):
+            if len(moved) < MIN_GROUP:
+                continue
+            cause = moved["cause"].mode().iloc[0] if moved["cause"].any() else "anomalous"
+            lines.append(
+                f"channel {channel}: {len(moved)} of {len(rows)} series {direction} "
+                f"(mostly {cause})"
+            )
+    return lines
+
+
 def compose(
     day: dt.date,
     scored: pd.DataFrame,
@@ -87,6 +107,9 @@ def compose(
         "Why this alert: " + "; ".join(decision.reasons) + ".",
         "",
     ]
+    groups = group_lines(scored)
+    if groups:
+        lines += ["Moving together:", *[f"- {g}" for g in groups], ""]
     if len(anomalous):
         lines += ["Anomalous series (channel / action / OS family):", ""]
         lines += [_line(row) for _, row in anomalous.head(MAX_LISTED).iterrows()]

@@ -148,7 +148,7 @@ def score_day(
     folder = report.day_dir(settings.results_dir, day)
     previous = report.read_summary(folder) or {}
     sent_before = _already_notified(previous, model)
-    summary = _summary(day, len(scored), decision, model, previous if sent_before else {})
+    summary = _summary(day, scored, decision, model, previous if sent_before else {})
     histogram = _write_results(folder, scored, summary, model)
     if decision.alert and (force or not sent_before):
         model_name = f"{model.uri} (version {model.version})"
@@ -220,16 +220,17 @@ def _already_notified(previous: dict[str, Any], model: tracking.LoadedModel) -> 
     return bool(previous.get("notified")) and same_model
 
 
-def _summary(day, rows, decision, model, sent) -> dict[str, Any]:
+def _summary(day, scored, decision, model, sent) -> dict[str, Any]:
     """The ``summary.json`` content; ``sent`` is the earlier summary of a delivered alert for
     this day and model, whose delivery stays recorded."""
     return {
         "date": day.isoformat(),
-        "rows": rows,
+        "rows": len(scored),
         "anomalies": decision.anomalies,
         "anomaly_share": round(decision.share, 6),
         "alert": decision.alert,
         "reasons": decision.reasons,
+        "groups": alert.group_lines(scored),
         "model_uri": model.uri,
         "model_version": model.version,
         "run_id": model.run_id,
