@@ -113,3 +113,26 @@ def test_evaluate_command_prints_the_table_and_logs_one_run_per_detector(
 
 def test_series_keys_of_labels_match_the_etl(scenario):
     assert list(scenario.labels.columns) == ["date", *SERIES_KEYS, "kind"]
+
+
+def test_training_runs_log_the_benchmark_of_their_own_history(trained_store):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{trained_store}/mlruns/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("volume-monitor").experiment_id])
+    metrics = run.data.metrics
+    for key in (
+        "bench_series_f1",
+        "bench_day_recall",
+        "bench_false_alerts_per_30_days",
+        "bench_missing_days_caught",
+        "bench_roc_auc",
+    ):
+        assert key in metrics
+    assert metrics["bench_missing_days_caught"] == 1.0
+    assert 0.5 < metrics["bench_series_f1"] <= 1.0
+
+
+def test_self_benchmark_is_skipped_on_a_short_history(scenario):
+    short = scenario.counts[scenario.counts["date"] >= scenario.window_start]
+    assert evaluate.self_benchmark(short, {}) == {}

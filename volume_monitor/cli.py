@@ -21,6 +21,14 @@ from volume_monitor.logs import mask, setup_logging
 
 log = logging.getLogger("volume_monitor")
 
+RUN_METRICS = {
+    "rows",
+    "series",
+    "anomaly_share",
+    "bench_series_f1",
+    "bench_false_alerts_per_30_days",
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
@@ -139,10 +147,7 @@ def _runs(settings: Settings, args: argparse.Namespace) -> int:
 
     runs = tracking.list_runs(settings)
     columns = ["run_id", "start_time", "version", "alias"] + [
-        c
-        for c in runs.columns
-        if c.startswith("metrics.")
-        and c.split(".", 1)[1] in {"rows", "series", "anomaly_share", "score_p05"}
+        c for c in runs.columns if c.startswith("metrics.") and c.split(".", 1)[1] in RUN_METRICS
     ]
     print(runs[columns].to_string(index=False) if len(runs) else "no training runs yet")
     return 0

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from volume_monitor import etl
-from volume_monitor.demo import DemoSpec, Fault, apply_faults, expected_counts
+from volume_monitor.demo import DemoSpec, Fault, expected_counts
 from volume_monitor.model import SEED_PARAMS, VolumeDetector
 
 log = logging.getLogger(__name__)
@@ -37,44 +37,90 @@ DETECTORS: dict[str, dict[str, Any]] = {
 @dataclass(frozen=True)
 class Scenario:
     """A history of daily counts per series (rows with count 0 left out, as a query returns
-    them), the first day of the held-back window, and one label per faulty series-day."""
+    them), the held-back window, and one label per faulty series-day."""
 
     counts: pd.DataFrame
     window_start: pd.Timestamp
+    last_day: pd.Timestamp
     labels: pd.DataFrame
 
 
+SELF_BENCHMARK_DAYS = 56  # the faults' schedule spans 49 days of the window
+MIN_SELF_HISTORY = 28  # days before the window to fit on
+
+
 def make_scenario(seed: int, days: int = 400, held_back: int = 60, events_per_day: int = 20_000):
-    """A seeded history with each fault kind injected once in the last ``held_back`` days."""
+    """A seeded demo history with each fault kind injected once in the last ``held_back``
+    days."""
     spec = DemoSpec(LAST_DAY, days=days, events_per_day=events_per_day, seed=seed, faults=[])
     rng = np.random.default_rng(seed)
-    first = LAST_DAY - dt.timedelta(days=days - 1)
-    window = first + dt.timedelta(days=days - held_back)
-    spec.faults = _schedule(rng, spec, window)
-    counts = apply_faults(rng.poisson(expected_counts(spec, rng)), spec, first)
-    dates = pd.date_range(first, periods=days)
-    frame = pd.DataFrame(
+    counts = rng.poisson(expected_counts(spec, rng))
+    dates = pd.date_range(LAST_DAY - dt.timedelta(days=days - 1), periods=days)
+    history = pd.DataFrame(
         [
             (date, *series[:3], int(count))
             for date, row in zip(dates, counts, strict=True)
             for series, count in zip(spec.series, row, strict=True)
-            if count > 0
         ],
         columns=["date", *etl.SERIES_KEYS, "count"],
     )
-    new = _new_channel(rng, window + dt.timedelta(days=held_back - 6), LAST_DAY)
-    labels = _labels(spec, [*spec.faults]) if spec.faults else pd.DataFrame()
-    labels = pd.concat([labels, new.assign(kind="new_channel")[["date", *etl.SERIES_KEYS, "kind"]]])
-    return Scenario(pd.concat([frame, new], ignore_index=True), pd.Timestamp(window), labels)
+    return inject_scenario(history, rng, held_back)
 
 
-def _schedule(rng: np.random.Generator, spec: DemoSpec, window: dt.date) -> list[Fault]:
+def inject_scenario(history: pd.DataFrame, rng: np.random.Generator, held_back: int) -> Scenario:
+    """``history`` (one row per date and series) with one fault of each kind injected in its
+    last ``held_back`` days, and a new channel appearing near the end."""
+    dates = pd.DatetimeIndex(sorted(history["date"].unique()))
+    window, last = dates[-held_back], dates[-1]
+    shares = history.groupby(etl.SERIES_KEYS)["count"].mean()
+    series = [(*keys, share) for keys, share in shares.items()]
+    faults = _schedule(rng, series, window.date())
+    counts = _apply(history, faults)
+    new = _new_channel(rng, last.date() - dt.timedelta(days=5), last.date())
+    labels = pd.concat(
+        [
+            _labels(series, faults),
+            new.assign(kind="new_channel")[["date", *etl.SERIES_KEYS, "kind"]],
+        ]
+    )
+    counts = pd.concat([counts[counts["count"] > 0], new], ignore_index=True)
+    return Scenario(counts, window, last, labels)
+
+
+def self_benchmark(history: pd.DataFrame, params: dict[str, Any], seed: int = 0) -> dict:
+    """The benchmark metrics of a configuration on faults injected into the last
+    ``SELF_BENCHMARK_DAYS`` of a real training history (fitted on the days before); empty when
+    the history is too short."""
+    if history["date"].nunique() < SELF_BENCHMARK_DAYS + MIN_SELF_HISTORY:
+        log.info("evaluate: history too short for the self-benchmark; skipped")
+        return {}
+    scenario = inject_scenario(history, np.random.default_rng(seed), SELF_BENCHMARK_DAYS)
+    return metrics(score_scenario(params, scenario).assign(scenario=seed))
+
+
+def _apply(history: pd.DataFrame, faults: list[Fault]) -> pd.DataFrame:
+    """``history`` with each fault's factor applied to the counts of its date and series."""
+    counts = history["count"].to_numpy(dtype=float).copy()
+    for fault in faults:
+        match = (history["date"] == pd.Timestamp(fault.date)).to_numpy()
+        for key, wanted in zip(etl.SERIES_KEYS, _wanted(fault), strict=True):
+            if wanted is not None:
+                match = match & (history[key] == wanted).to_numpy()
+        counts[match] = np.round(counts[match] * fault.factor)
+    return history.assign(count=counts.astype("int64"))
+
+
+def _wanted(fault: Fault) -> tuple[str | None, str | None, str | None]:
+    return fault.channelid, fault.actioncode, fault.os_family
+
+
+def _schedule(rng: np.random.Generator, series: list[tuple], window: dt.date) -> list[Fault]:
     """One fault of each kind, about a week apart, on busy series drawn at random."""
-    median_share = np.median([s[3] for s in spec.series])
-    busy = [s[:3] for s in spec.series if s[3] >= median_share]
+    median_share = np.median([s[3] for s in series])
+    busy = [s[:3] for s in series if s[3] >= median_share]
     channel, action, _ = busy[rng.integers(len(busy))]
     stalled, stopped = busy[rng.integers(len(busy))], busy[rng.integers(len(busy))]
-    channels = sorted({s[0] for s in spec.series})
+    channels = sorted({s[0] for s in series})
     duplicated, leaking = (
         channels[rng.integers(len(channels))],
         channels[rng.integers(len(channels))],
@@ -94,16 +140,15 @@ def _schedule(rng: np.random.Generator, spec: DemoSpec, window: dt.date) -> list
     ]
 
 
-def _labels(spec: DemoSpec, faults: list[Fault]) -> pd.DataFrame:
+def _labels(series: list[tuple], faults: list[Fault]) -> pd.DataFrame:
     """One row per faulty series-day. A leak day counts once the drop reaches 20%."""
     rows = []
     for fault in faults:
         if fault.kind == "leak" and fault.factor > 0.8:
             continue
-        wanted = (fault.channelid, fault.actioncode, fault.os_family)
-        for series in spec.series:
-            if all(w is None or w == v for w, v in zip(wanted, series[:3], strict=True)):
-                rows.append((pd.Timestamp(fault.date), *series[:3], fault.kind))
+        for keys in series:
+            if all(w is None or w == v for w, v in zip(_wanted(fault), keys[:3], strict=True)):
+                rows.append((pd.Timestamp(fault.date), *keys[:3], fault.kind))
     return pd.DataFrame(rows, columns=["date", *etl.SERIES_KEYS, "kind"])
 
 
@@ -125,7 +170,7 @@ def score_scenario(params: dict[str, Any], scenario: Scenario) -> pd.DataFrame:
     train = etl.add_calendar(etl.complete(history, history, history["date"].unique()))
     detector = VolumeDetector(**params).fit(train)
     window = scenario.counts[scenario.counts["date"] >= scenario.window_start]
-    days = pd.date_range(scenario.window_start, LAST_DAY)
+    days = pd.date_range(scenario.window_start, scenario.last_day)
     scored = detector.score(etl.add_calendar(etl.complete(window, detector.series_frame, days)))
     labeled = scored.merge(scenario.labels, on=["date", *etl.SERIES_KEYS], how="left")
     return labeled.assign(kind=labeled["kind"].fillna(""))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import make_url
 
-from volume_monitor import alert, db, etl, report, tracking
+from volume_monitor import alert, db, etl, evaluate, report, tracking
 from volume_monitor.config import Settings
 from volume_monitor.errors import AlertDeliveryError, ConfigError, NoDataError, ResultsError
 from volume_monitor.model import SEED_PARAMS, VolumeDetector
@@ -94,6 +94,9 @@ def train(
         raise ConfigError(f"invalid model parameters: {exc}") from None
     scored = detector.score(frame)
     metrics = _training_metrics(frame, scored)
+    history = frame.reset_index()[["date", *etl.SERIES_KEYS, "count"]]
+    benchmark = evaluate.self_benchmark(history, params)
+    metrics.update({f"bench_{k}": v for k, v in benchmark.items() if not np.isnan(v)})
     run_id, version = _log_run(settings, detector, frame, scored, metrics, params, (start, end))
     if promote:
         tracking.promote(settings, version)
