@@ -15,6 +15,7 @@ SERIES = [
     ("web", "view", "iOS", 400),
     ("api", "login", "Other", 60),
 ]
+WINDOWS, IOS, API = (s[:3] for s in SERIES)
 TRAIN_DAYS = pd.date_range("2026-01-05", periods=84)  # 12 weeks, January to March
 SCORE_DAY = pd.Timestamp("2026-07-15")  # a month never seen in training
 
@@ -165,3 +166,22 @@ def test_a_modest_shift_of_a_whole_channel_is_caught_through_the_group():
     assert not alone.score(frame([SCORE_DAY], counts(1.3)))["is_anomaly"].all()
     normal = detector.score(frame([SCORE_DAY], counts(1.0)))
     assert not normal["is_anomaly"].any()
+
+
+@pytest.mark.parametrize("method", ["iforest", "ocsvm", "lof", "zscore"])
+def test_every_method_flags_a_doubling_and_round_trips_with_trusted_types(method, tmp_path):
+    detector = VolumeDetector(method=method).fit(frame(TRAIN_DAYS, normal_counts(5)))
+    scored = score_one_day(detector, {WINDOWS: 2000, IOS: 400, API: 60})
+    assert scored.loc[WINDOWS]["is_anomaly"] and scored.loc[WINDOWS]["score"] < 0
+    assert not scored.loc[IOS]["is_anomaly"]
+    path = tmp_path / "model.skops"
+    skops.io.dump(detector, path)
+    assert set(skops.io.get_untrusted_types(file=path)) <= set(TRUSTED_TYPES)
+    loaded = skops.io.load(path, trusted=TRUSTED_TYPES)
+    day = frame([SCORE_DAY], normal_counts(6))
+    pd.testing.assert_frame_equal(loaded.score(day), detector.score(day))
+
+
+def test_zscore_needs_baseline_features():
+    with pytest.raises(ValueError, match="method"):
+        VolumeDetector(method="zscore", features="seed").fit(frame(TRAIN_DAYS, normal_counts(2)))

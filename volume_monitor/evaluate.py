@@ -29,6 +29,8 @@ NOT_ANOMALIES = ("", "new_channel")
 DETECTORS: dict[str, dict[str, Any]] = {
     "seed": {"features": "seed", **SEED_PARAMS},
     "iforest_baseline_groups": {},
+    "ocsvm_baseline_groups": {"method": "ocsvm"},
+    "lof_baseline_groups": {"method": "lof"},
     "iforest_baseline": {"group_threshold": 0.0},
     "zscore_mad": {"method": "zscore", "group_threshold": 0.0},
 }

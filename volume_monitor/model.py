@@ -14,8 +14,9 @@ Two feature sets:
 - ``seed``: the original configuration, label-encoded categories, weekday, month and the raw
   count, scaled; a row is anomalous when the forest scores it below 0.
 
-``method="zscore"`` drops the forest: a row is anomalous when its count lies outside the
-expected range, the robust z-score / MAD rule of data-quality tools.
+``method`` picks the outlier model: ``iforest`` (default), ``ocsvm`` (One-Class SVM) or ``lof``
+(Local Outlier Factor, novelty mode); ``method="zscore"`` drops it: a row is anomalous when its
+count lies outside the expected range, the robust z-score / MAD rule of data-quality tools.
 
 With baseline features, a row is also anomalous when its series moved together with the rest
 of its channel, channel × action or channel × OS family (see ``_moved_with_group``): a +30%
@@ -33,7 +34,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import LocalOutlierFactor
 from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+from sklearn.svm import OneClassSVM
 
 from volume_monitor.etl import SERIES_KEYS
 
@@ -41,7 +44,8 @@ log = logging.getLogger(__name__)
 
 SEED_PARAMS = {"n_estimators": 100, "max_samples": 256, "contamination": 0.15, "random_state": 2019}
 FEATURE_SETS = ("baseline", "seed")
-METHODS = ("iforest", "zscore")
+METHODS = ("iforest", "ocsvm", "lof", "zscore")
+OCSVM_MAX_ROWS = 5000
 GROUPS = (("channelid",), ("channelid", "actioncode"), ("channelid", "os_family"))
 MIN_SPREAD = 0.05  # in log1p units: about ±5% of a large series
 MAD_TO_SD = 1.4826
@@ -54,6 +58,8 @@ STALL_RATIO = 0.1  # at most 10% of expected
 TRUSTED_TYPES = [
     "volume_monitor.model.VolumeDetector",
     "sklearn.tree._tree.Tree",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
 ]
 
 
@@ -105,13 +111,28 @@ class VolumeDetector(BaseEstimator):
         self.encoder_.fit(frame[SERIES_KEYS].astype(str))
         raw = self._raw_features(frame, self._baseline_of(frame))
         self.scaler_ = StandardScaler().fit(raw)
-        self.forest_ = IsolationForest(
+        self.forest_ = self._fit_outlier_model(self.scaler_.transform(raw))
+        return self
+
+    def _fit_outlier_model(self, features: np.ndarray):
+        """The fitted outlier model of ``method`` (an Isolation Forest by default); None for
+        ``zscore``, which needs none. A One-Class SVM is fitted on at most
+        ``OCSVM_MAX_ROWS`` rows, its cost growing with the square of the rows."""
+        if self.method == "zscore":
+            return None
+        if self.method == "ocsvm":
+            rng = np.random.default_rng(self.random_state)
+            rows = rng.permutation(len(features))[:OCSVM_MAX_ROWS]
+            return OneClassSVM(nu=self.contamination, gamma="scale").fit(features[rows])
+        if self.method == "lof":
+            lof = LocalOutlierFactor(n_neighbors=20, novelty=True, contamination=self.contamination)
+            return lof.fit(features)
+        return IsolationForest(
             n_estimators=self.n_estimators,
-            max_samples=min(self.max_samples, len(frame)),
+            max_samples=min(self.max_samples, len(features)),
             contamination=self.contamination,
             random_state=self.random_state,
-        ).fit(self.scaler_.transform(raw))
-        return self
+        ).fit(features)
 
     # --- scoring -------------------------------------------------------------------------
 
