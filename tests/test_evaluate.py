@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,13 +102,21 @@ def test_evaluate_command_prints_the_table_and_logs_one_run_per_detector(
     assert cli.main(["evaluate", "--seeds", "4"]) == 0
     printed = capsys.readouterr().out
     assert "series_f1" in printed and "false_alerts_per_30_days" in printed
-    assert f"logged {len(evaluate.DETECTORS)} runs to experiment volume-monitor-evaluate" in printed
+    expected = (
+        f"logged {len(evaluate.DETECTORS)} runs with plots to experiment volume-monitor-evaluate"
+    )
+    assert expected in printed
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name("volume-monitor-evaluate")
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.params["detector"] for r in runs) == sorted(evaluate.DETECTORS)
     table = evaluate.run_benchmark((4,))[0]
+    plots = {"histogram.png", "roc.png", "scores_over_time.png", "scores_by_kind.png"}
     for run in runs:
+        logged = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
+        assert logged == plots
+        png = client.download_artifacts(run.info.run_id, "plots/roc.png", str(tmp_path))
+        assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         f1 = table.loc[run.data.params["detector"], "series_f1"]
         assert run.data.metrics["series_f1"] == pytest.approx(f1)
 

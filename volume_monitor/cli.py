@@ -10,7 +10,9 @@ import argparse
 import datetime as dt
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -157,11 +159,17 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from volume_monitor import evaluate, tracking
 
     seeds = tuple(args.seeds)
-    table, _ = evaluate.run_benchmark(seeds)
+    table, scored = evaluate.run_benchmark(seeds)
     print(table.T.to_string(float_format=lambda v: f"{v:.3f}"))
-    if not args.no_log:
-        runs = tracking.log_evaluation(settings, table, evaluate.DETECTORS, seeds)
-        print(f"logged {len(runs)} runs to experiment {settings.experiment}-evaluate")
+    if args.no_log:
+        return 0
+    with tempfile.TemporaryDirectory() as scratch:
+        plots = {
+            name: evaluate.plot_detector(name, frame, Path(scratch) / name)
+            for name, frame in scored.items()
+        }
+        runs = tracking.log_evaluation(settings, table, evaluate.DETECTORS, seeds, plots)
+    print(f"logged {len(runs)} runs with plots to experiment {settings.experiment}-evaluate")
     return 0
 
 

@@ -130,7 +130,11 @@ def log_training(
 
 
 def log_evaluation(
-    settings: Settings, table: pd.DataFrame, params: dict[str, dict[str, Any]], seeds
+    settings: Settings,
+    table: pd.DataFrame,
+    params: dict[str, dict[str, Any]],
+    seeds,
+    plots: dict[str, list[Path]] | None = None,
 ) -> list[str]:
     """One run per detector in the ``<VM_EXPERIMENT>-evaluate`` experiment, with the same
     benchmark metrics, so detectors are compared side by side in ``mlflow ui``."""
@@ -143,6 +147,8 @@ def log_evaluation(
             with mlflow.start_run(experiment_id=experiment, run_name=str(detector)) as run:
                 mlflow.log_params({**params[detector], "detector": detector, "seeds": seeds})
                 mlflow.log_metrics({k: float(v) for k, v in row.items() if pd.notna(v)})
+                for plot in (plots or {}).get(str(detector), []):
+                    mlflow.log_artifact(str(plot), artifact_path="plots")
                 run_ids.append(run.info.run_id)
     return run_ids
 
