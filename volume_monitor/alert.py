@@ -18,6 +18,7 @@ import pandas as pd
 
 from volume_monitor.config import Settings, SmtpSettings
 from volume_monitor.errors import AlertDeliveryError
+from volume_monitor.known_days import KnownDay
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,16 @@ class Message:
         )
 
 
-def decide(scored: pd.DataFrame, settings: Settings, missing_day: bool) -> Decision:
+def decide(
+    scored: pd.DataFrame,
+    settings: Settings,
+    missing_day: bool,
+    known_day: KnownDay | None = None,
+) -> Decision:
     """Alert on a missing day, on at least ``VM_ALERT_MIN_ANOMALIES`` anomalous series (0
     turns that rule off), or, when ``VM_ALERT_SHARE`` is set, on an anomalous share of the
-    day's series at or above it."""
+    day's series at or above it — unless the calendar marks the day to be suppressed (the
+    reasons are kept)."""
     anomalies = int(scored["is_anomaly"].sum())
     share = anomalies / len(scored) if len(scored) else 0.0
     reasons = []
@@ -61,6 +68,9 @@ def decide(scored: pd.DataFrame, settings: Settings, missing_day: bool) -> Decis
         reasons.append(f"{anomalies} anomalous series (threshold {settings.alert_min_anomalies})")
     if settings.alert_share is not None and share >= settings.alert_share:
         reasons.append(f"anomalous share {share:.1%} >= {settings.alert_share:.1%}")
+    if reasons and known_day is not None and known_day.suppress_alert:
+        reasons.append(f"alert suppressed: known day '{known_day.label}'")
+        return Decision(False, reasons, anomalies, share)
     return Decision(bool(reasons), reasons, anomalies, share)
 
 

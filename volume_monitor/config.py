@@ -38,6 +38,7 @@ DEFAULTS: dict[str, str] = {
     "VM_ALERT_SHARE": "",
     "VM_TIMEZONE": "UTC",
     "VM_SCHEDULE": "30 6 * * *",
+    "VM_CALENDAR": "",
     "SMTP_HOST": "",
     "SMTP_PORT": "",
     "SMTP_USER": "",
@@ -90,6 +91,7 @@ class Settings:
     timezone: str
     schedule: str
     smtp: SmtpSettings
+    calendar_path: Path | None = None
 
     @property
     def artifact_dir(self) -> Path | None:
@@ -182,6 +184,7 @@ def _build(v: Mapping[str, str]) -> Settings:
         timezone=_timezone(v["VM_TIMEZONE"]),
         schedule=_required(v, "VM_SCHEDULE"),
         smtp=smtp,
+        calendar_path=_path(v["VM_CALENDAR"]) if v["VM_CALENDAR"].strip() else None,
     )
 
 

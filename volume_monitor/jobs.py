@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import make_url
 
-from volume_monitor import alert, db, etl, evaluate, report, tracking
+from volume_monitor import alert, db, etl, evaluate, known_days, report, tracking
 from volume_monitor.config import Settings
 from volume_monitor.errors import AlertDeliveryError, ConfigError, NoDataError, ResultsError
 from volume_monitor.model import SEED_PARAMS, VolumeDetector
@@ -84,7 +84,7 @@ def train(
     began = time.perf_counter()
     start, end = training_window(settings, start, end)
     params = detector_params(overrides or {})
-    raw = _fetch(settings, start, end)
+    raw = _without_excluded_days(_fetch(settings, start, end), settings)
     if raw.empty:
         raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
     frame = etl.prepare(raw)
@@ -147,11 +147,12 @@ def score_day(
     raw = _fetch(settings, day, day + dt.timedelta(days=1))
     frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
     scored = model.detector.score(frame)
-    decision = alert.decide(scored, settings, missing_day=raw.empty)
+    known_day = known_days.read_calendar(settings.calendar_path).get(day)
+    decision = alert.decide(scored, settings, missing_day=raw.empty, known_day=known_day)
     folder = report.day_dir(settings.results_dir, day)
     previous = report.read_summary(folder) or {}
     sent_before = _already_notified(previous, model)
-    summary = _summary(day, scored, decision, model, previous if sent_before else {})
+    summary = _summary(day, scored, decision, model, previous if sent_before else {}, known_day)
     histogram = _write_results(folder, scored, summary, model)
     if decision.alert and (force or not sent_before):
         model_name = f"{model.uri} (version {model.version})"
@@ -167,6 +168,16 @@ def score_day(
         folder,
     )  # fmt: skip
     return ScoreResult(folder, summary)
+
+
+def _without_excluded_days(raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """``raw`` without the calendar's days marked ``exclude_from_training``."""
+    excluded = known_days.excluded_from_training(known_days.read_calendar(settings.calendar_path))
+    if not excluded:
+        return raw
+    keep = ~raw["date"].dt.date.isin(excluded)
+    log.info("train: %d calendar day(s) left out of training", raw.loc[~keep, "date"].nunique())
+    return raw[keep]
 
 
 def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -223,9 +234,9 @@ def _already_notified(previous: dict[str, Any], model: tracking.LoadedModel) -> 
     return bool(previous.get("notified")) and same_model
 
 
-def _summary(day, scored, decision, model, sent) -> dict[str, Any]:
+def _summary(day, scored, decision, model, sent, known_day=None) -> dict[str, Any]:
     """The ``summary.json`` content; ``sent`` is the earlier summary of a delivered alert for
-    this day and model, whose delivery stays recorded."""
+    this day and model, whose delivery stays recorded; ``known_day`` its calendar entry."""
     return {
         "date": day.isoformat(),
         "rows": len(scored),
@@ -234,6 +245,7 @@ def _summary(day, scored, decision, model, sent) -> dict[str, Any]:
         "alert": decision.alert,
         "reasons": decision.reasons,
         "groups": alert.group_lines(scored),
+        "known_day": known_day.label if known_day else None,
         "model_uri": model.uri,
         "model_version": model.version,
         "run_id": model.run_id,
