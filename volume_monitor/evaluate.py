@@ -254,7 +254,7 @@ def plot_detector(name: str, scored: pd.DataFrame, folder: Path) -> list[Path]:
         xlabel="false positive rate",
         ylabel="true positive rate",
     )
-    paths.append(_save(figure, folder / "roc.png"))
+    paths.append(report.save_figure(figure, dpi=90, path=folder / "roc.png"))
     figure, (flagged, lowest) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for scenario, rows in scored.groupby("scenario"):
         daily = rows.groupby("date").agg(flagged=("is_anomaly", "sum"), lowest=("score", "min"))
@@ -268,7 +268,7 @@ def plot_detector(name: str, scored: pd.DataFrame, folder: Path) -> list[Path]:
     lowest.set(ylabel="lowest score")
     flagged.legend(loc="upper left")
     lowest.tick_params(axis="x", rotation=30)
-    paths.append(_save(figure, folder / "scores_over_time.png"))
+    paths.append(report.save_figure(figure, dpi=90, path=folder / "scores_over_time.png"))
     figure, axes = plt.subplots(figsize=(9, 4))
     kinds = ["", *sorted(k for k in scored["kind"].unique() if k)]
     axes.boxplot(
@@ -278,14 +278,5 @@ def plot_detector(name: str, scored: pd.DataFrame, folder: Path) -> list[Path]:
     axes.axhline(0.0, color="black", linestyle="--")
     axes.set(title=f"{name}: score by fault kind", ylabel="score")
     axes.tick_params(axis="x", rotation=30)
-    paths.append(_save(figure, folder / "scores_by_kind.png"))
+    paths.append(report.save_figure(figure, dpi=90, path=folder / "scores_by_kind.png"))
     return paths
-
-
-def _save(figure, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    figure.tight_layout()
-    report.write_atomic(path, lambda p: figure.savefig(p, format="png", dpi=90))
-    plt.close(figure)
-    return path

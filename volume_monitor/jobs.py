@@ -175,7 +175,7 @@ def _without_excluded_days(raw: pd.DataFrame, settings: Settings) -> pd.DataFram
     excluded = known_days.excluded_from_training(known_days.read_calendar(settings.calendar_path))
     if not excluded:
         return raw
-    keep = ~raw["date"].dt.date.isin(excluded)
+    keep = ~raw["date"].isin(pd.to_datetime(sorted(excluded)))
     log.info("train: %d calendar day(s) left out of training", raw.loc[~keep, "date"].nunique())
     return raw[keep]
 

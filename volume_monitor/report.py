@@ -103,8 +103,15 @@ def plot_histogram(
         )
     axes.set(title=title, xlabel="decision function (lower = more anomalous)", ylabel="rows")
     axes.legend(loc="upper left")
+    return save_figure(figure, path, dpi=100)
+
+
+def save_figure(figure, path: Path, dpi: int) -> Path:
+    """Write a matplotlib figure to ``path`` as PNG, atomically, and release it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
-    write_atomic(path, lambda p: figure.savefig(p, format="png", dpi=100))
+    write_atomic(path, lambda p: figure.savefig(p, format="png", dpi=dpi))
     plt.close(figure)
     return path
 
