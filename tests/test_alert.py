@@ -40,9 +40,16 @@ def test_alert_arrives_with_subject_recipients_series_and_histogram(trained_sett
     assert envelope.mail_from == "monitor@example.com"
     body = body_text(message)
     scores = pd.read_csv(result.folder / "scores.csv")
-    for row in scores[scores["is_anomaly"]].itertuples():
-        assert f"{row.channelid}/{row.actioncode}/{row.os_family}: {row.count} events" in body
-    assert "expected" in body and "high" in body
+    listed = scores[scores["is_anomaly"]].head(alert.MAX_LISTED).itertuples()
+    positions = [
+        body.index(
+            f"{r.channelid}/{r.actioncode}/{r.os_family}: {r.count} events, "
+            f"expected {r.expected_low}-{r.expected_high}, {r.direction}, {r.cause} ("
+        )
+        for r in listed
+    ]
+    assert len(positions) >= 2 and positions == sorted(positions), "in the order of scores.csv"
+    assert " spreads, score " in body
     files = attachments(message)
     assert list(files) == ["histogram.png"]
     assert files["histogram.png"] == (result.folder / "histogram.png").read_bytes()

@@ -22,6 +22,7 @@ from conftest import (
 from volume_monitor import jobs, tracking
 from volume_monitor.db import make_engine
 from volume_monitor.demo import write_demo
+from volume_monitor.errors import ConfigError
 
 
 def read_scores(folder) -> pd.DataFrame:
@@ -121,6 +122,19 @@ def test_ordinary_day_scores_without_crashing_and_few_anomalies(trained_settings
     assert result.summary["anomalies"] <= 2
 
 
+def test_short_window_warns_and_a_score_cutoff_travels_with_the_model(trained_settings, caplog):
+    settings = trained_settings()
+    start, end = LAST_DAY - dt.timedelta(days=29), LAST_DAY + dt.timedelta(days=1)
+    with caplog.at_level("WARNING", logger="volume_monitor.jobs"):
+        result = jobs.train(settings, start, end, overrides={"score_cutoff": "-0.6"})
+    assert "only 30 days of history" in caplog.text
+    assert result.days == 30
+    tracking.promote(settings, result.version)
+    assert tracking.load_model(settings).detector.score_cutoff == -0.6
+    with pytest.raises(ConfigError, match="score_cutoff expects a number or none, not 'low'"):
+        jobs.train(settings, start, end, overrides={"score_cutoff": "low"})
+
+
 def test_new_model_version_can_be_promoted_by_run_id(trained_settings):
     settings = trained_settings()
     retrained = jobs.train(
@@ -148,3 +162,5 @@ def test_scores_csv_bounds_are_whole_numbers_that_agree_with_direction(trained_s
     assert (low["count"] < low["expected_low"]).sum() >= 3
     inside = scores[scores["direction"].isna()]
     assert inside["count"].between(inside["expected_low"], inside["expected_high"]).all()
+    flagged = scores[scores["is_anomaly"]]
+    assert scores["is_anomaly"].head(len(flagged)).all(), "anomalies first"

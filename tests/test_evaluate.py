@@ -43,22 +43,22 @@ def test_duplicate_doubles_the_counts_of_its_channel(scenario):
 
 
 def scored_frame(rows) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["date", "kind", "is_anomaly", "score"])
+    frame = pd.DataFrame(rows, columns=["date", "kind", "is_anomaly", "score", "deviation"])
     return frame.assign(scenario=1, date=pd.to_datetime(frame["date"]))
 
 
 def test_metrics_arithmetic():
     scored = scored_frame(
         [
-            ("2026-01-01", "duplicate", True, -0.5),  # hit
-            ("2026-01-01", "duplicate", False, 0.1),  # miss
-            ("2026-01-01", "", False, 0.2),
-            ("2026-01-02", "", True, -0.1),  # false alarm on a normal day
-            ("2026-01-02", "", False, 0.3),
-            ("2026-01-03", "missing_day", True, -0.4),
-            ("2026-01-03", "new_channel", False, 0.0),
-            ("2026-01-04", "stopped", True, -0.9),
-            ("2026-01-04", "new_channel", True, -0.2),  # paged a new channel
+            ("2026-01-01", "duplicate", True, -0.5, 12.0),  # hit
+            ("2026-01-01", "duplicate", False, 0.1, -3.0),  # miss
+            ("2026-01-01", "", False, 0.2, 1.0),
+            ("2026-01-02", "", True, -0.1, -6.0),  # false alarm on a normal day
+            ("2026-01-02", "", False, 0.3, 0.5),
+            ("2026-01-03", "missing_day", True, -0.4, -80.0),
+            ("2026-01-03", "new_channel", False, 0.0, np.nan),
+            ("2026-01-04", "stopped", True, -0.9, -50.0),
+            ("2026-01-04", "new_channel", True, -0.2, np.nan),  # paged a new channel
         ]
     )
     result = evaluate.metrics(scored)
@@ -75,6 +75,8 @@ def test_metrics_arithmetic():
     pairs = [(p, n) for p in ranks[truth == 1] for n in ranks[truth == 0]]
     expected_auc = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
     assert result["roc_auc"] == pytest.approx(expected_auc)
+    # |deviation| ranks every fault above every normal row except 3 spreads below 6: 19 of 20.
+    assert result["deviation_roc_auc"] == pytest.approx(19 / 20)
 
 
 def test_baseline_detector_beats_the_seed_and_catches_outages(scenario):

@@ -176,3 +176,62 @@ def test_every_method_flags_a_doubling_and_round_trips_with_trusted_types(method
 def test_zscore_needs_baseline_features():
     with pytest.raises(ValueError, match="method"):
         VolumeDetector(method="zscore", features="seed").fit(frame(TRAIN_DAYS, normal_counts(2)))
+
+
+def test_deviation_says_how_far_and_which_way(detector):
+    new = ("partner", "view", "Android")
+    scored = score_one_day(detector, {WINDOWS: 2000, IOS: 400, API: 0, new: 50})
+    assert scored.loc[WINDOWS]["deviation"] > 10, "a doubling of a big series is many spreads"
+    assert abs(scored.loc[IOS]["deviation"]) < 3
+    assert scored.loc[API]["deviation"] < -10
+    assert np.isnan(scored.loc[new]["deviation"])
+
+
+def test_the_threshold_is_set_by_contamination_or_by_a_score_cutoff():
+    train = frame(TRAIN_DAYS, normal_counts(2))
+    by_share = VolumeDetector(features="seed", **SEED_PARAMS).fit(train)
+    scores = by_share.score(train)["score"]
+    assert 0.12 <= (scores < 0).mean() <= 0.18, "contamination 0.15"
+    raw = scores + by_share.forest_.offset_
+    cutoff = float(np.quantile(raw, 0.05))
+    by_cutoff = VolumeDetector(features="seed", score_cutoff=cutoff, **SEED_PARAMS).fit(train)
+    cut_scores = by_cutoff.score(train)["score"]
+    np.testing.assert_allclose(cut_scores, raw - cutoff)
+    assert 0.04 <= by_cutoff.score(train)["is_anomaly"].mean() <= 0.06
+
+
+@pytest.mark.parametrize(
+    ("params", "flagged"),
+    [
+        ({}, True),
+        ({"score_cutoff": -1.0}, False),  # no Isolation Forest score is that low
+        ({"score_cutoff": 0.0}, True),  # every row passes: the expected range decides
+        ({"method": "zscore", "score_cutoff": -10.0}, True),
+        ({"method": "zscore", "score_cutoff": -30.0}, False),
+    ],
+)
+def test_a_score_cutoff_decides_which_out_of_range_rows_are_anomalies(params, flagged):
+    detector = VolumeDetector(group_threshold=0, **params).fit(frame(TRAIN_DAYS, normal_counts(5)))
+    doubled = score_one_day(detector, {WINDOWS: 2000, IOS: 400, API: 60}).loc[WINDOWS]
+    assert doubled["direction"] == "high" and doubled["count"] > doubled["expected_high"]
+    assert doubled["is_anomaly"] == flagged
+    assert (doubled["score"] < 0) == flagged
+    if params.get("method") == "zscore":
+        expected = -abs(doubled["deviation"]) - params["score_cutoff"]
+        assert doubled["score"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("days", [60, 120, 250, 400])
+def test_training_windows_from_60_to_400_days(days):
+    history = pd.date_range(end="2026-06-30", periods=days)
+    detector = VolumeDetector().fit(frame(history, normal_counts(days)))
+    after = pd.date_range("2026-07-01", periods=14)
+    normal = detector.score(frame(after, normal_counts(days + 1)))
+    assert normal["is_anomaly"].sum() == 0, "two normal weeks after training"
+    windows = normal[normal["channelid"].eq("web") & normal["os_family"].eq("Windows")]
+    weekday = windows[windows["weekday"] < 5]
+    assert (weekday["expected_low"] < 1000).all() and (weekday["expected_high"] > 1000).all()
+    broken = score_one_day(detector, {WINDOWS: 2000, IOS: 20, API: 0})
+    assert broken["is_anomaly"].all()
+    assert list(broken["direction"]) == ["high", "low", "missing"]
+    assert list(broken["cause"]) == ["duplicate", "stall", "missing_series"]

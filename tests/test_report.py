@@ -22,6 +22,7 @@ def scored() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "score": [0.12, -0.30, 0.05, -0.02, 0.20],
+            "deviation": [0.5, 8.0, -0.3, -40.0, 1.0],
             "extra": ["x"] * 5,
             "date": pd.to_datetime(["2026-06-30"] * 5),
             "channelid": ["web", "web", "mobile", "api", "mobile"],
@@ -45,9 +46,11 @@ def test_write_scores_columns_and_order(tmp_path, scored):
     table = pd.read_csv(path, keep_default_na=False)
     assert list(table.columns) == report.SCORE_COLUMNS
     assert list(table["is_anomaly"]) == [True, True, False, False, False]
-    assert list(table["score"]) == [-0.30, -0.02, 0.05, 0.12, 0.20]
-    assert list(table["channelid"]) == ["web", "api", "mobile", "web", "mobile"]
-    assert list(table["cause"]) == ["duplicate", "missing_series", "", "", ""]
+    # Anomalies by the size of their deviation (40 spreads before 8), then the rest by score.
+    assert list(table["score"]) == [-0.02, -0.30, 0.05, 0.12, 0.20]
+    assert list(table["channelid"]) == ["api", "web", "mobile", "web", "mobile"]
+    assert list(table["cause"]) == ["missing_series", "duplicate", "", "", ""]
+    assert "deviation" not in table.columns
     assert set(table["date"]) == {"2026-06-30"}
     assert "extra" not in table.columns
     assert sorted(p.name for p in tmp_path.iterdir()) == [report.SCORES_FILE]

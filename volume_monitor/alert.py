@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from volume_monitor import report
 from volume_monitor.config import Settings, SmtpSettings
 from volume_monitor.errors import AlertDeliveryError
 from volume_monitor.known_days import KnownDay
@@ -104,7 +105,7 @@ def compose(
     attachments: list[Path],
 ) -> Message:
     """Subject naming the date and what is wrong; body listing each anomalous series."""
-    anomalous = scored[scored["is_anomaly"]].sort_values("score")
+    anomalous = report.worst_first(scored[scored["is_anomaly"]])
     missing = any(r.startswith("missing day") for r in decision.reasons)
     if missing:
         subject = f"[volume-monitor] {day}: no data at all (missing day)"
@@ -188,7 +189,8 @@ def _line(row: pd.Series) -> str:
     expected = f"{row['expected_low']:.0f}-{row['expected_high']:.0f}"
     return (
         f"- {_series(row)}: {row['count']} events, expected {expected}, "
-        f"{row['direction'] or 'n/a'}, {row['cause'] or 'anomalous'} (score {row['score']:.3f})"
+        f"{row['direction'] or 'n/a'}, {row['cause'] or 'anomalous'} "
+        f"({row['deviation']:+.1f} spreads, score {row['score']:.3f})"
     )
 
 

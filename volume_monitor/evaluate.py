@@ -2,9 +2,9 @@
 at known days and series in a held-back window, scored day by day by each detector.
 
 Metrics: precision, recall and F1 at the series-day level and at the day level, ROC-AUC of the
-score (lower = more anomalous), false alerts per 30 normal days, missing days and stopped
-series caught, and new-channel series paged (which should be none: a new channel is reported,
-not an anomaly).
+score (lower = more anomalous) and of the size of the deviation (how anomalies are ranked),
+false alerts per 30 normal days, missing days and stopped series caught, and new-channel series
+paged (which should be none: a new channel is reported, not an anomaly).
 """
 
 from __future__ import annotations
@@ -191,7 +191,8 @@ def metrics(scored: pd.DataFrame) -> dict[str, float]:
     return {
         **_prf("series_", truth, flagged),
         **_prf("day_", day_truth, day_alert),
-        "roc_auc": float(roc_auc_score(truth, -scored["score"])) if truth.any() else float("nan"),
+        "roc_auc": _auc(truth, -scored["score"]),
+        "deviation_roc_auc": _auc(truth, scored["deviation"].abs().fillna(0.0)),
         "false_alerts_per_30_days": 30.0
         * float((day_alert & ~day_truth).sum())
         / max(normal_days, 1),
@@ -199,6 +200,11 @@ def metrics(scored: pd.DataFrame) -> dict[str, float]:
         "stopped_series_caught": float(flagged[stopped].mean()) if stopped.any() else float("nan"),
         "new_channel_paged": float(flagged[scored["kind"] == "new_channel"].sum()),
     }
+
+
+def _auc(truth: pd.Series, ranking: pd.Series) -> float:
+    """ROC-AUC of ``ranking`` (higher = more anomalous); NaN without any fault."""
+    return float(roc_auc_score(truth, ranking)) if truth.any() else float("nan")
 
 
 def _prf(prefix: str, truth: pd.Series, flagged: pd.Series) -> dict[str, float]:

@@ -23,6 +23,7 @@ from volume_monitor.model import SEED_PARAMS, VolumeDetector
 log = logging.getLogger(__name__)
 
 TRAINING_DAYS = 365
+MIN_TRAINING_DAYS = 60  # fewer days give each weekday baseline only a few observations
 EMAIL_FILE = "email.txt"
 
 
@@ -88,6 +89,13 @@ def train(
     if raw.empty:
         raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
     frame = etl.prepare(raw)
+    days = frame.index.nunique()
+    if days < MIN_TRAINING_DAYS:
+        log.warning(
+            "train: only %d days of history; %d or more give stable weekday baselines",
+            days,
+            MIN_TRAINING_DAYS,
+        )
     try:
         detector = VolumeDetector(**params).fit(frame)
     except ValueError as exc:
@@ -272,7 +280,10 @@ def _training_metrics(frame: pd.DataFrame, scored: pd.DataFrame) -> dict[str, fl
 
 
 def _typed(key: str, text: str, default: Any) -> Any:
+    """``text`` as the type of ``default``; a number or ``none`` where the default is None."""
     try:
+        if default is None:
+            return None if text.strip().lower() in {"", "none"} else float(text)
         if isinstance(default, bool):
             return text.strip().lower() in {"1", "true", "yes"}
         if isinstance(default, int):
@@ -280,10 +291,12 @@ def _typed(key: str, text: str, default: Any) -> Any:
         if isinstance(default, float):
             return float(text)
     except ValueError:
-        raise ConfigError(
-            f"parameter {key} expects a {type(default).__name__}, not {text!r}"
-        ) from None
+        raise ConfigError(f"parameter {key} expects {_type_name(default)}, not {text!r}") from None
     return text
+
+
+def _type_name(default: Any) -> str:
+    return "a number or none" if default is None else f"a {type(default).__name__}"
 
 
 def _now() -> str:

@@ -3,7 +3,13 @@
 :class:`VolumeDetector` holds the category encoder, the scaler, a robust per-series baseline
 (median of ``log1p(count)`` per weekday and a spread per series) and the Isolation Forest.
 Scoring follows scikit-learn's ``decision_function`` convention: lower is more anomalous, below
-0 is an outlier.
+0 is an outlier. Where 0 lies is set by ``contamination`` (the share of training rows the
+outlier model treats as outliers) or, when ``score_cutoff`` is given, by that cut-off on the
+model's raw ``score_samples`` (for ``zscore``: on minus the absolute deviation in spreads, by
+default ``-band``).
+
+Every scored row also carries its ``deviation``: how many spreads its count lies above (+) or
+below (-) its series' weekday baseline. Anomalies are ranked by its size, the worst first.
 
 Two feature sets:
 
@@ -79,6 +85,7 @@ class VolumeDetector(BaseEstimator):
         method: str = "iforest",
         group_threshold: float = 7.0,
         group_member: float = 1.0,
+        score_cutoff: float | None = None,
     ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
@@ -91,6 +98,7 @@ class VolumeDetector(BaseEstimator):
         self.method = method
         self.group_threshold = group_threshold
         self.group_member = group_member
+        self.score_cutoff = score_cutoff
 
     # --- fitting -------------------------------------------------------------------------
 
@@ -152,22 +160,18 @@ class VolumeDetector(BaseEstimator):
         counts = frame["count"].to_numpy(dtype=float)
         low, high = self._expected_range(center, spread)
         scores = self._decision(frame, (center, spread))
-        deviation = (np.log1p(counts) - center) / spread
+        deviation = _deviation(counts, center, spread)
         direction = _direction(counts, low, high)
         outside = known & (direction != "")
         with_group = self._moved_with_group(frame, deviation)
         direction = np.where(with_group & ~outside, _sign_direction(counts, deviation), direction)
-        if self.features == "seed":
-            anomalous = scores < 0
-        elif self.method == "zscore":
-            anomalous = outside | with_group
-        else:
-            anomalous = (outside & (scores < 0)) | with_group
+        below = scores < 0
+        anomalous = below if self.features == "seed" else (outside & below) | with_group
         missing_day = frame.groupby("date")["count"].transform("sum").to_numpy() == 0
         cause = _cause(counts, center, spread, direction, anomalous, known, missing_day)
         return frame.assign(
-            expected_low=low, expected_high=high, score=scores, is_anomaly=anomalous,
-            direction=direction, cause=cause,
+            expected_low=low, expected_high=high, deviation=deviation, score=scores,
+            is_anomaly=anomalous, direction=direction, cause=cause,
         )  # fmt: skip
 
     # --- helpers -------------------------------------------------------------------------
@@ -219,12 +223,19 @@ class VolumeDetector(BaseEstimator):
         return known.get_indexer(pd.MultiIndex.from_frame(frame[SERIES_KEYS].astype(str)))
 
     def _decision(self, frame: pd.DataFrame, baseline) -> np.ndarray:
-        """The forest's decision function; for ``zscore``, ``band`` minus the absolute deviation
-        in spreads (also below 0 when outside the band)."""
+        """The outlier model's decision function: its raw ``score_samples`` minus the offset
+        that ``contamination`` set, or minus ``score_cutoff`` when given. For ``zscore`` the
+        raw score is minus the absolute deviation in spreads and the default offset ``-band``,
+        so it falls below 0 just outside the band."""
         raw = self._raw_features(frame, baseline)
         if self.method == "zscore":
-            return self.band - np.abs(raw[:, 0])
-        return self.forest_.decision_function(self.scaler_.transform(raw))
+            samples, offset = -np.abs(raw[:, 0]), -self.band
+        else:
+            features = self.scaler_.transform(raw)
+            if self.score_cutoff is None:
+                return self.forest_.decision_function(features)
+            samples, offset = self.forest_.score_samples(features), 0.0
+        return samples - (offset if self.score_cutoff is None else self.score_cutoff)
 
     def _raw_features(self, frame: pd.DataFrame, baseline) -> np.ndarray:
         """The forest's inputs: the seed's encoded categories, calendar and count; or each
@@ -235,11 +246,10 @@ class VolumeDetector(BaseEstimator):
             codes = self.encoder_.transform(frame[SERIES_KEYS].astype(str))
             calendar = frame[["weekday", "month"]].to_numpy(dtype=float)
             return np.column_stack([codes, calendar, counts])
-        level = np.log1p(counts)
         center, spread = baseline
-        center = np.where(np.isnan(center), level, center)
+        center = np.where(np.isnan(center), np.log1p(counts), center)
         spread = np.where(np.isnan(spread), 1.0, spread)
-        return np.column_stack([(level - center) / spread, center])
+        return np.column_stack([_deviation(counts, center, spread), center])
 
     @property
     def series_frame(self) -> pd.DataFrame:
@@ -277,6 +287,11 @@ def _baseline(
     mad = residual.groupby(recent["s"]).median().reindex(range(n_series)).to_numpy() * MAD_TO_SD
     poisson = 1.0 / np.sqrt(np.expm1(center).mean(axis=1) + 1.0)
     return center, np.maximum.reduce([mad, poisson, np.full(n_series, MIN_SPREAD)])
+
+
+def _deviation(counts: np.ndarray, center: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Spreads between each count and its baseline (``log1p`` units); NaN for a new series."""
+    return (np.log1p(counts) - center) / spread
 
 
 def _direction(counts: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

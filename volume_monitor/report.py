@@ -49,14 +49,23 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def worst_first(scored: pd.DataFrame) -> pd.DataFrame:
+    """Anomalies first, the largest deviation from the baseline leading; then the rest by
+    score, lowest first."""
+    size = scored["deviation"].abs().fillna(0.0)
+    order = scored.assign(_size=np.where(scored["is_anomaly"], -size, 0.0))
+    ranked = order.sort_values(["is_anomaly", "_size", "score"], ascending=[False, True, True])
+    return ranked.drop(columns="_size")
+
+
 def write_scores(folder: Path, scored: pd.DataFrame) -> Path:
-    """``scores.csv``: the contract columns, anomalies first, then by score."""
+    """``scores.csv``: the contract columns, worst first (see :func:`worst_first`)."""
     table = scored.assign(
         date=pd.to_datetime(scored["date"]).dt.strftime("%Y-%m-%d"),
         expected_low=scored["expected_low"].astype("Int64"),
         expected_high=scored["expected_high"].astype("Int64"),
     )
-    table = table.sort_values(["is_anomaly", "score"], ascending=[False, True])[SCORE_COLUMNS]
+    table = worst_first(table)[SCORE_COLUMNS]
     return write_atomic(
         folder / SCORES_FILE, lambda p: table.to_csv(p, index=False, float_format="%.6g")
     )
