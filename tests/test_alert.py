@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from email.utils import parseaddr
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
@@ -14,12 +15,41 @@ from volume_monitor import alert, jobs
 from volume_monitor.errors import AlertDeliveryError
 
 
-def attachments(message) -> dict[str, bytes]:
+def images(message) -> dict[str, tuple[bytes, str]]:
+    """Every image part of ``message``: file name -> (bytes, Content-ID)."""
     return {
-        part.get_filename(): part.get_payload(decode=True)
-        for part in message.iter_attachments()
-        if part.get_filename()
+        part.get_filename(): (part.get_payload(decode=True), part["Content-ID"].strip("<>"))
+        for part in message.walk()
+        if part.get_content_maintype() == "image"
     }
+
+
+class HtmlBody(HTMLParser):
+    """The table rows (cell texts) and image sources of an HTML body."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.sources: list[str] = []
+        self._cell: list[str] | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
 
 
 def body_text(message) -> str:
@@ -50,11 +80,46 @@ def test_alert_arrives_with_subject_recipients_series_and_histogram(trained_sett
     ]
     assert len(positions) >= 2 and positions == sorted(positions), "in the order of scores.csv"
     assert " spreads, score " in body
-    files = attachments(message)
-    assert list(files) == ["histogram.png"]
-    assert files["histogram.png"] == (result.folder / "histogram.png").read_bytes()
+    assert "with models:/volume-monitor@production (version 1)" in body
     summary = json.loads((result.folder / "summary.json").read_text())
     assert summary["notified"] is True and summary["notified_at"]
+
+
+def test_html_email_has_the_table_the_plots_inline_and_the_model_version(
+    trained_settings, smtp_server
+):
+    port, inbox = smtp_server
+    result = jobs.score_day(trained_settings(**smtp_env(port)), LAST_DAY)
+
+    [message] = inbox.messages
+    assert message.get_body(preferencelist=("plain",)).get_content_type() == "text/plain"
+    html = message.get_body(preferencelist=("html",)).get_content()
+    parsed = HtmlBody(html)
+    header, *rows = parsed.rows
+    assert header == list(alert.TABLE_COLUMNS)
+    scores = pd.read_csv(result.folder / "scores.csv", keep_default_na=False)
+    flagged = scores[scores["is_anomaly"]].head(alert.MAX_LISTED)
+    assert len(rows) == len(flagged) >= 2
+    for row, (_, expected) in zip(rows, flagged.iterrows(), strict=True):
+        series = f"{expected['channelid']}/{expected['actioncode']}/{expected['os_family']}"
+        assert row[:5] == [
+            series,
+            str(expected["count"]),
+            f"{expected['expected_low']}-{expected['expected_high']}",
+            expected["direction"],
+            expected["cause"],
+        ]
+        assert row[5].endswith(" spreads") and float(row[6]) == pytest.approx(
+            expected["score"], abs=1e-3
+        )
+    found = images(message)
+    assert sorted(found) == ["histogram.png", "volume.png"]
+    for name, (content, content_id) in found.items():
+        assert content == (result.folder / name).read_bytes() and content.startswith(b"\x89PNG")
+        assert f"cid:{content_id}" in parsed.sources
+    assert "models:/volume-monitor@production (version 1)" in html
+    worst = f"{flagged.iloc[0]['channelid']}/{flagged.iloc[0]['actioncode']}"
+    assert worst in message["Subject"] and message["Subject"].endswith(flagged.iloc[0]["direction"])
 
 
 def test_dry_run_sends_nothing_but_writes_the_message(trained_settings, smtp_server):

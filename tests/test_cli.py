@@ -3,6 +3,7 @@ a known error and never a traceback."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIRST_DAY, LAST_DAY, QUERY, ROOT, free_port
+from conftest import FIRST_DAY, LAST_DAY, MISSING_DAY, QUERY, ROOT, STALL_DAY, free_port
+from volume_monitor import runlock
 
 SETTING_PREFIXES = ("VM_", "SMTP_", "ALERT_", "MLFLOW_")
 
@@ -223,3 +225,61 @@ def test_smtp_down_exits_3_after_writing_results(trained_workdir):
     folder = trained_workdir / "results" / str(LAST_DAY)
     assert json.loads((folder / "summary.json").read_text())["notified"] is False
     assert (folder / "scores.csv").is_file()
+
+
+def test_a_second_run_exits_cleanly_while_another_holds_the_lock(trained_workdir):
+    results = trained_workdir / "results"
+    with runlock.held(results):
+        blocked = run("deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir)
+    assert blocked.returncode == 0 and "Traceback" not in blocked.stderr
+    assert f"another volume-monitor run is scoring (pid {os.getpid()} since " in blocked.stderr
+    assert not (results / str(LAST_DAY)).exists(), "the second run did nothing"
+    after = run("deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir)
+    assert after.returncode == 0 and (results / str(LAST_DAY) / "summary.json").is_file()
+
+
+def test_backfill_of_30_days_writes_30_folders_and_one_summary(trained_workdir):
+    start, end = MISSING_DAY, MISSING_DAY + dt.timedelta(days=29)
+    result = run("deploy.py", "--start", str(start), "--end", str(end), cwd=trained_workdir)
+    assert result.returncode == 0, result.stderr
+    folders = sorted(p.name for p in (trained_workdir / "results").glob("20*"))
+    assert folders == [str(start + dt.timedelta(days=n)) for n in range(30)]
+    summaries = [json.loads((trained_workdir / "results" / f / "summary.json").read_text())
+                 for f in folders]  # fmt: skip
+    alerting = [s["date"] for s in summaries if s["alert"]]
+    assert {str(MISSING_DAY), str(STALL_DAY)} <= set(alerting)
+    out = result.stdout
+    assert f"backfill {start}..{end}: 30 days scored with model version 1" in out
+    assert f"days alerting: {len(alerting)}" in out
+    assert all(f"  {day}: " in out for day in alerting)
+    assert f"missing days: 1 ({MISSING_DAY})" in out
+    assert "emails: none sent (--notify sends them)" in out
+    assert len(out.splitlines()) <= 24, "one screen"
+    assert all((trained_workdir / "results" / d / "email.txt").is_file() for d in alerting)
+
+
+def test_backfill_options_are_checked(trained_workdir):
+    for args, message in [
+        (["--start", str(LAST_DAY)], "needs both --start and --end"),
+        (["--notify"], "--notify and --model go with a backfill"),
+        (["--start", str(LAST_DAY), "--end", str(LAST_DAY), "--dry-run", "--notify"],
+         "contradict"),
+    ]:  # fmt: skip
+        result = run("deploy.py", *args, cwd=trained_workdir)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+
+
+def test_doctor_prints_each_check_and_exits_1_when_one_fails(trained_workdir):
+    result = run("volume_monitor/cli.py", "doctor", "--no-smtp-login", cwd=trained_workdir)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1, "SMTP is not configured"
+    assert [line.split()[1] for line in lines[:-1]] == [
+        "database", "query", "mlflow", "model", "results", "log", "smtp",
+    ]  # fmt: skip
+    assert all(line.startswith("ok ") for line in lines[:6])
+    assert lines[6].startswith("FAIL  smtp") and lines[-1] == "1 problem(s): smtp"
+    healthy = run(
+        "volume_monitor/cli.py", "doctor", "--no-smtp-login", cwd=trained_workdir,
+        SMTP_HOST="127.0.0.1", ALERT_TO="oncall@example.com",
+    )  # fmt: skip
+    assert healthy.returncode == 0 and healthy.stdout.endswith("all checks passed\n")

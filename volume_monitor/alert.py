@@ -9,9 +9,14 @@ is checked: it returns False after its retries instead of raising.
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
+import json
 import logging
 import smtplib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +28,9 @@ from volume_monitor.known_days import KnownDay
 
 log = logging.getLogger(__name__)
 
+# Headers up to RFC 5322's hard limit stay on one line, so a long subject is never folded.
+MIME_POLICY = email.policy.default.clone(max_line_length=998)
+
 MAX_LISTED = 25
 
 
@@ -32,22 +40,55 @@ class Decision:
     reasons: list[str]
     anomalies: int
     share: float
+    missing_day: bool = False
 
 
 @dataclass(frozen=True)
 class Message:
+    """An alert: a plain-text body, the same content as HTML, and PNG images shown inline in
+    the HTML and attached for mail readers that show only text."""
+
     subject: str
     body: str
     recipients: tuple[str, ...]
-    attachments: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+    html: str = ""
 
     def as_text(self, sender: str) -> str:
         """The message as a readable text file, for when no SMTP server is configured."""
-        names = ", ".join(p.name for p in self.attachments) or "none"
+        names = ", ".join(p.name for p in self.images) or "none"
         return (
             f"From: {sender}\nTo: {', '.join(self.recipients) or '(ALERT_TO not set)'}\n"
             f"Subject: {self.subject}\nAttachments: {names}\n\n{self.body}"
         )
+
+    def as_mime(self, sender: str) -> EmailMessage:
+        """A MIME message: text and HTML alternatives, each image inline in the HTML (by
+        ``cid``) and named after its file."""
+        mime = EmailMessage(policy=MIME_POLICY)
+        mime["Subject"], mime["From"] = self.subject, sender
+        mime["To"] = ", ".join(self.recipients)
+        mime["Date"], mime["Message-ID"] = formatdate(localtime=True), make_msgid("volume-monitor")
+        mime.set_content(self.body)
+        mime.add_alternative(self.html or f"<pre>{escape(self.body)}</pre>", subtype="html")
+        html_part = mime.get_payload()[1]
+        for path in self.images:
+            html_part.add_related(
+                path.read_bytes(), "image", "png", cid=f"<{_content_id(path)}>",
+                filename=path.name, disposition="inline",
+            )  # fmt: skip
+        return mime
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "images": [str(p) for p in self.images]}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Message:
+        data = json.loads(text)
+        return cls(
+            data["subject"], data["body"], tuple(data["recipients"]),
+            [Path(p) for p in data["images"]], data.get("html", ""),
+        )  # fmt: skip
 
 
 def decide(
@@ -71,8 +112,8 @@ def decide(
         reasons.append(f"anomalous share {share:.1%} >= {settings.alert_share:.1%}")
     if reasons and known_day is not None and known_day.suppress_alert:
         reasons.append(f"alert suppressed: known day '{known_day.label}'")
-        return Decision(False, reasons, anomalies, share)
-    return Decision(bool(reasons), reasons, anomalies, share)
+        return Decision(False, reasons, anomalies, share, missing_day)
+    return Decision(bool(reasons), reasons, anomalies, share, missing_day)
 
 
 MIN_GROUP = 3  # anomalous series of one channel that move the same way make a group line
@@ -102,33 +143,108 @@ def compose(
     model: str,
     results: Path,
     recipients: tuple[str, ...],
-    attachments: list[Path],
+    images: list[Path],
 ) -> Message:
-    """Subject naming the date and what is wrong; body listing each anomalous series."""
+    """The alert: a subject naming the date and what is wrong, why it was sent, the groups that
+    moved together, a table of the anomalous series (worst first, with count, expected range,
+    direction, cause, deviation and score), the model that scored, and the plots."""
     anomalous = report.worst_first(scored[scored["is_anomaly"]])
-    missing = any(r.startswith("missing day") for r in decision.reasons)
-    if missing:
-        subject = f"[volume-monitor] {day}: no data at all (missing day)"
-    else:
-        worst = anomalous.iloc[0] if len(anomalous) else None
-        tail = f", worst {_series(worst)} {worst['direction']}" if worst is not None else ""
-        subject = f"[volume-monitor] {day}: {len(anomalous)} anomalous series{tail}"
-    lines = [
-        f"volume-monitor scored {day} with {model}.",
-        "Why this alert: " + "; ".join(decision.reasons) + ".",
-        "",
-    ]
+    missing = decision.missing_day
+    intro = _intro(day, scored, decision, model, missing)
     groups = group_lines(scored)
+    listed = anomalous.head(MAX_LISTED)
+    more = len(anomalous) - len(listed)
+    text = [*intro, ""]
     if groups:
-        lines += ["Moving together:", *[f"- {g}" for g in groups], ""]
-    if len(anomalous):
-        lines += ["Anomalous series (channel / action / OS family):", ""]
-        lines += [_line(row) for _, row in anomalous.head(MAX_LISTED).iterrows()]
-        if len(anomalous) > MAX_LISTED:
-            lines.append(f"... and {len(anomalous) - MAX_LISTED} more in scores.csv")
-        lines.append("")
-    lines += [f"All results: {results}", "The decision-function histogram is attached."]
-    return Message(subject, "\n".join(lines) + "\n", recipients, attachments)
+        text += ["Moving together:", *[f"- {g}" for g in groups], ""]
+    if len(listed):
+        text += ["Anomalous series (channel / action / OS family):", ""]
+        text += [_line(row) for _, row in listed.iterrows()]
+        text += [f"... and {more} more in scores.csv"] if more > 0 else []
+        text.append("")
+    text += [f"All results: {results}", f"Plots attached: {', '.join(p.name for p in images)}."]
+    html = _html(intro, groups, listed, more, results, images)
+    return Message(
+        _subject(day, anomalous, missing), "\n".join(text) + "\n", recipients, images, html
+    )
+
+
+def _subject(day: dt.date, anomalous: pd.DataFrame, missing: bool) -> str:
+    if missing:
+        return f"[volume-monitor] {day}: no data at all (missing day)"
+    if not len(anomalous):
+        return f"[volume-monitor] {day}: alert"
+    worst = anomalous.iloc[0]
+    return (
+        f"[volume-monitor] {day}: {len(anomalous)} anomalous series, "
+        f"worst {_series(worst)} {worst['direction']}"
+    )
+
+
+def _intro(day, scored, decision, model, missing) -> list[str]:
+    lines = [f"volume-monitor scored {day} with {model}."]
+    if missing:
+        expected = float(scored["expected_low"].sum()), float(scored["expected_high"].sum())
+        lines.append(
+            f"No events at all were recorded for {day}: the query returned no rows, where "
+            f"{expected[0]:.0f} to {expected[1]:.0f} events were expected over {len(scored)} "
+            "series. Check that the loads ran and the pipeline is not stalled."
+        )
+    lines.append("Why this alert: " + "; ".join(decision.reasons) + ".")
+    return lines
+
+
+def _html(intro, groups, listed, more, results, images) -> str:
+    """The HTML body: the same content as the text, as a table, with the plots inline."""
+    head = "".join(f"<p>{escape(line)}</p>" for line in intro)
+    moving = "".join(f"<li>{escape(g)}</li>" for g in groups)
+    header = "".join(f"<th>{escape(c)}</th>" for c in TABLE_COLUMNS)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in _cells(row)) + "</tr>"
+        for _, row in listed.iterrows()
+    )
+    parts = [head]
+    if moving:
+        parts.append(f"<p>Moving together:</p><ul>{moving}</ul>")
+    if rows:
+        parts.append(f'<table border="1" cellpadding="4" cellspacing="0">'
+                     f"<tr>{header}</tr>{rows}</table>")  # fmt: skip
+        parts += [f"<p>... and {more} more in scores.csv</p>"] if more > 0 else []
+    parts += [f'<p><img src="cid:{_content_id(p)}" alt="{escape(p.name)}"></p>' for p in images]
+    parts.append(f"<p>All results: {escape(str(results))}</p>")
+    return "<html><body>" + "".join(parts) + "</body></html>"
+
+
+TABLE_COLUMNS = ("series", "count", "expected", "direction", "cause", "deviation", "score")
+
+
+def _cells(row: pd.Series) -> list[str]:
+    return [
+        _series(row), str(row["count"]), _expected(row), row["direction"] or "n/a",
+        row["cause"] or "anomalous", f"{row['deviation']:+.1f} spreads", f"{row['score']:.3f}",
+    ]  # fmt: skip
+
+
+def _expected(row: pd.Series) -> str:
+    return f"{row['expected_low']:.0f}-{row['expected_high']:.0f}"
+
+
+def _content_id(path: Path) -> str:
+    return f"{path.stem}@volume-monitor"
+
+
+def mark_late(message: Message, failure: str, recipients: tuple[str, ...]) -> Message:
+    """``message`` resent late to today's ``recipients``: the subject says so, and the body
+    starts with why it did not go out on time."""
+    why = failure or "the SMTP server failed"
+    note = f"Sent late: this alert could not be delivered when it was raised ({why})."
+    return replace(
+        message,
+        subject=message.subject.replace("[volume-monitor]", "[volume-monitor] LATE", 1),
+        body=f"{note}\n\n{message.body}",
+        html=message.html.replace("<body>", f"<body><p><b>{escape(note)}</b></p>", 1),
+        recipients=recipients,
+    )
 
 
 def send(smtp: SmtpSettings, message: Message) -> list[str]:
@@ -138,15 +254,10 @@ def send(smtp: SmtpSettings, message: Message) -> list[str]:
         raise AlertDeliveryError("ALERT_TO is empty: nobody to send the alert to")
     try:
         with _client(smtp) as client:
-            result = client.send(
-                to=list(message.recipients),
-                subject=message.subject,
-                contents=message.body,
-                attachments=[str(p) for p in message.attachments],
-            )
+            result = client.send_mime(list(message.recipients), message.as_mime(smtp.sender))
     except (smtplib.SMTPException, OSError) as exc:
         raise AlertDeliveryError(
-            f"cannot send the alert through {smtp.host}:{smtp.port}: {_reason(exc)}"
+            f"cannot send the alert through {smtp.host}:{smtp.port}: {smtp_reason(exc)}"
         ) from None
     if result is False:  # yagmail's answer after its retries on a dropped connection
         raise AlertDeliveryError(f"the SMTP server {smtp.host}:{smtp.port} dropped the connection")
@@ -161,6 +272,11 @@ def _client(smtp: SmtpSettings):
     import yagmail
 
     class Client(yagmail.SMTP):
+        def send_mime(self, recipients: list[str], mime: EmailMessage):
+            """Send a prepared MIME message with yagmail's connection, login and retries."""
+            self.login()
+            return self._attempt_send(recipients, mime.as_string())
+
         def _login(self, password):
             sender, self.user = self.user, smtp.user
             try:
@@ -186,15 +302,16 @@ def _series(row: pd.Series) -> str:
 
 
 def _line(row: pd.Series) -> str:
-    expected = f"{row['expected_low']:.0f}-{row['expected_high']:.0f}"
     return (
-        f"- {_series(row)}: {row['count']} events, expected {expected}, "
+        f"- {_series(row)}: {row['count']} events, expected {_expected(row)}, "
         f"{row['direction'] or 'n/a'}, {row['cause'] or 'anomalous'} "
         f"({row['deviation']:+.1f} spreads, score {row['score']:.3f})"
     )
 
 
-def _reason(exc: BaseException) -> str:
+def smtp_reason(exc: BaseException) -> str:
+    """The one-line cause of an SMTP failure: the server's reply as code and text, or the
+    exception's first line."""
     if isinstance(exc, smtplib.SMTPResponseException):
         text = (
             exc.smtp_error.decode(errors="replace")

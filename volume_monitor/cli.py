@@ -44,10 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(settings, args) or 0
     except VolumeMonitorError as exc:
         message = mask(str(exc), settings.secrets if settings else ())
+        kind = "skipped" if exc.exit_code == 0 else "error"
         if logging_ready:
-            log.error("error: %s", message)
+            log.log(
+                logging.WARNING if kind == "skipped" else logging.ERROR, "%s: %s", kind, message
+            )
         else:
-            print(f"volume-monitor: error: {message}", file=sys.stderr)
+            print(f"volume-monitor: {kind}: {message}", file=sys.stderr)
         return exc.exit_code
 
 
@@ -71,8 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--promote", action="store_true", help="give the new version the alias")
     train.set_defaults(handler=_train)
 
-    deploy = commands.add_parser("deploy", help="score a day with the production model")
+    deploy = commands.add_parser("deploy", help="score a day (or a range) with the model")
     deploy.add_argument("--date", type=_date, help="the day to score (default: yesterday)")
+    deploy.add_argument("--start", type=_date, help="backfill: the first day to score")
+    deploy.add_argument("--end", type=_date, help="backfill: the last day to score (included)")
+    deploy.add_argument("--notify", action="store_true", help="backfill: email the alerts too")
+    deploy.add_argument(
+        "--model", metavar="VERSION", help="backfill: score with this model version"
+    )
     deploy.add_argument("--dry-run", action="store_true", help="write results, send nothing")
     deploy.add_argument("--force", action="store_true", help="send the alert even if already sent")
     deploy.set_defaults(handler=_deploy)
@@ -86,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     schedule = commands.add_parser("schedule", help="run the nightly job under APScheduler")
     schedule.set_defaults(handler=_schedule)
+
+    doctor = commands.add_parser(
+        "doctor", help="check the configuration end to end and print what is wrong"
+    )
+    doctor.add_argument(
+        "--no-smtp-login", action="store_true", help="do not contact the SMTP server"
+    )
+    doctor.set_defaults(handler=_doctor)
 
     evaluate = commands.add_parser(
         "evaluate", help="score detectors on demo histories with injected faults"
@@ -126,14 +143,66 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _deploy(settings: Settings, args: argparse.Namespace) -> int:
+    if args.start or args.end:
+        return _backfill(settings, args)
+    if args.notify or args.model:
+        raise ConfigError("--notify and --model go with a backfill: --start D --end D")
     day = args.date or jobs.yesterday(settings)
-    result = jobs.score_day(settings, day, dry_run=args.dry_run, force=args.force)
+    result = jobs.deploy(settings, day, dry_run=args.dry_run, force=args.force)
     summary = result.summary
     print(
         f"{summary['date']}: {summary['anomalies']} anomalous of {summary['rows']} series, "
         f"alert {'yes' if summary['alert'] else 'no'}; results in {result.folder}"
     )
     return 0
+
+
+def _backfill(settings: Settings, args: argparse.Namespace) -> int:
+    if not (args.start and args.end) or args.date:
+        raise ConfigError("a backfill needs both --start and --end, and no --date")
+    if args.dry_run and args.notify:
+        raise ConfigError("--dry-run and --notify contradict each other")
+    try:
+        results = jobs.backfill(
+            settings, args.start, args.end, notify=args.notify, version=args.model,
+            progress=_progress_bar if sys.stderr.isatty() else None,
+        )  # fmt: skip
+    finally:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+    print(backfill_report(results, args.notify))
+    return 0
+
+
+def _progress_bar(done: int, total: int, day: dt.date, width: int = 30) -> None:
+    print(f"\r{progress_line(done, total, day, width)}", end="", file=sys.stderr, flush=True)
+
+
+def progress_line(done: int, total: int, day: dt.date, width: int = 30) -> str:
+    """``[#########.....................]  9/30 2026-06-09``"""
+    filled = width * done // total
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done:>{len(str(total))}}/{total} {day}"
+
+
+def backfill_report(results: list[jobs.ScoreResult], notified: bool) -> str:
+    """One screen: days scored, the days that alerted and why, the missing days."""
+    summaries = [r.summary for r in results]
+    alerting = [s for s in summaries if s.get("alert")]
+    missing = [s["date"] for s in summaries if s.get("missing_day")]
+    versions = sorted({str(s.get("model_version")) for s in summaries})
+    first, last = summaries[0]["date"], summaries[-1]["date"]
+    lines = [
+        f"backfill {first}..{last}: {len(summaries)} days scored with model version "
+        f"{', '.join(versions)}",
+        f"days alerting: {len(alerting)}",
+        *[f"  {s['date']}: {s['anomalies']} anomalous; {s['reasons'][0]}" for s in alerting],
+        f"missing days: {len(missing)}" + (f" ({', '.join(missing)})" if missing else ""),
+        "emails: "
+        + (f"{sum(bool(s.get('notified')) for s in alerting)} sent" if notified
+           else "none sent (--notify sends them); each alert is in its day's email.txt"),
+        f"results in {results[0].folder.parent}",
+    ]  # fmt: skip
+    return "\n".join(lines)
 
 
 def _promote(settings: Settings, args: argparse.Namespace) -> int:
@@ -153,6 +222,16 @@ def _runs(settings: Settings, args: argparse.Namespace) -> int:
     ]
     print(runs[columns].to_string(index=False) if len(runs) else "no training runs yet")
     return 0
+
+
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from volume_monitor import doctor
+
+    checks = doctor.run_checks(settings, smtp_login=not args.no_smtp_login)
+    print(doctor.format_report(checks))
+    failed = [c.name for c in checks if not c.ok]
+    print(f"{len(failed)} problem(s): {', '.join(failed)}" if failed else "all checks passed")
+    return 1 if failed else 0
 
 
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:

@@ -43,3 +43,9 @@ class AlertDeliveryError(VolumeMonitorError):
     """The alert email could not be delivered."""
 
     exit_code = 3
+
+
+class AlreadyRunningError(VolumeMonitorError):
+    """Another volume-monitor run is scoring; this one did nothing."""
+
+    exit_code = 0  # not a failure: the other run does the work

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,25 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import make_url
 
-from volume_monitor import alert, db, etl, evaluate, known_days, report, tracking
+from volume_monitor import alert, db, etl, evaluate, known_days, report, runlock, tracking
 from volume_monitor.config import Settings
-from volume_monitor.errors import AlertDeliveryError, ConfigError, NoDataError, ResultsError
+from volume_monitor.errors import (
+    AlertDeliveryError,
+    ConfigError,
+    NoDataError,
+    ResultsError,
+    VolumeMonitorError,
+)
 from volume_monitor.model import SEED_PARAMS, VolumeDetector
 
 log = logging.getLogger(__name__)
 
 TRAINING_DAYS = 365
 MIN_TRAINING_DAYS = 60  # fewer days give each weekday baseline only a few observations
-EMAIL_FILE = "email.txt"
+EMAIL_FILE, EMAIL_HTML_FILE = "email.txt", "email.html"
+PENDING_FILE = "pending_alert.json"  # an alert that could not be delivered, for the next run
+LATE_ALERT_DAYS = 7  # how far back a run looks for undelivered alerts
+VOLUME_PLOT_DAYS = 60
 
 
 @dataclass(frozen=True)
@@ -137,21 +147,71 @@ def _log_run(settings, detector, frame, scored, metrics, params, window) -> tupl
         return tracking.log_training(settings, detector, frame, run_params, metrics, [histogram])
 
 
-def score_day(
+def deploy(
     settings: Settings, day: dt.date, dry_run: bool = False, force: bool = False
 ) -> ScoreResult:
-    """Score one day with the production model, write ``results/<day>/``, alert if needed.
+    """The nightly run: under the run lock, deliver the alerts of earlier days that could not
+    be sent (marked late), then score ``day``. An alert still undelivered raises
+    :class:`AlertDeliveryError` once everything else is done."""
+    with runlock.held(settings.results_dir):
+        undelivered = [] if dry_run else send_late_alerts(settings, day)
+        result = score_day(settings, day, dry_run=dry_run, force=force)
+    if undelivered:
+        raise AlertDeliveryError("late alert(s) still undelivered: " + "; ".join(undelivered))
+    return result
+
+
+def backfill(
+    settings: Settings,
+    start: dt.date,
+    end: dt.date,
+    notify: bool = False,
+    version: str | None = None,
+    progress: Callable[[int, int, dt.date], None] | None = None,
+) -> list[ScoreResult]:
+    """Score every day from ``start`` to ``end`` (both included) in order, under the run lock,
+    with the production model or the pinned ``version``. Alerts are written to ``email.txt``
+    unless ``notify``; undelivered ones raise :class:`AlertDeliveryError` at the end."""
+    if start > end:
+        raise ConfigError(f"the backfill is empty: --start {start} is after --end {end}")
+    _check_over(settings, end)
+    days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+    results, undelivered = [], []
+    with runlock.held(settings.results_dir):
+        model = tracking.load_model(settings, version)
+        for number, day in enumerate(days, 1):
+            try:
+                scored = score_day(settings, day, not notify, model=model, kind="backfill")
+                results.append(scored)
+            except AlertDeliveryError as exc:
+                undelivered.append(f"{day}: {exc}")
+                folder = report.day_dir(settings.results_dir, day)
+                results.append(ScoreResult(folder, report.read_summary(folder) or {}))
+            if progress:
+                progress(number, len(days), day)
+    if undelivered:
+        raise AlertDeliveryError(f"{len(undelivered)} alert(s) undelivered: {undelivered[0]}")
+    return results
+
+
+def score_day(
+    settings: Settings,
+    day: dt.date,
+    dry_run: bool = False,
+    force: bool = False,
+    model: tracking.LoadedModel | None = None,
+    kind: str | None = None,
+) -> ScoreResult:
+    """Score one day with ``model`` (default: the production model), write
+    ``results/<day>/``, alert if needed, and log the run to the scoring experiment as ``kind``
+    (default: ``nightly``, or ``dry run``).
 
     Results are written before any email is attempted. A day already alerted by the same model
     version is not emailed again unless ``force``.
     """
     began = time.perf_counter()
-    if day >= today(settings):
-        raise ConfigError(
-            f"{day} is not over yet in {settings.timezone}: the latest day to score is "
-            f"{yesterday(settings)}"
-        )
-    model = tracking.load_model(settings)
+    _check_over(settings, day)
+    model = model or tracking.load_model(settings)
     raw = _fetch(settings, day, day + dt.timedelta(days=1))
     frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
     scored = model.detector.score(frame)
@@ -162,20 +222,88 @@ def score_day(
     sent_before = _already_notified(previous, model)
     summary = _summary(day, scored, decision, model, previous if sent_before else {}, known_day)
     histogram = _write_results(folder, scored, summary, model)
-    if decision.alert and (force or not sent_before):
-        model_name = f"{model.uri} (version {model.version})"
-        message = alert.compose(
-            day, scored, decision, model_name, folder, settings.smtp.recipients, [histogram]
-        )
-        _notify(settings, message, folder, summary, dry_run)
-    elif decision.alert:
-        log.info("alert: already sent for %s by this model; --force sends it again", day)
+    try:
+        if decision.alert and (force or not sent_before):
+            volume = _plot_volume(settings, day, model, scored, folder, raw.empty)
+            images = [histogram, volume]
+            model_name = f"{model.uri} (version {model.version})"
+            message = alert.compose(
+                day, scored, decision, model_name, folder, settings.smtp.recipients, images
+            )
+            _notify(settings, message, folder, summary, dry_run)
+        elif decision.alert:
+            log.info("alert: already sent for %s by this model; --force sends it again", day)
+    finally:
+        _log_history(settings, summary, kind or ("dry run" if dry_run else "nightly"))
     log.info(
         "deploy: %s scored, %d rows, %d anomalies, alert %s, in %.1fs; results in %s",
         day, len(scored), decision.anomalies, decision.alert, time.perf_counter() - began,
         folder,
     )  # fmt: skip
     return ScoreResult(folder, summary)
+
+
+def send_late_alerts(settings: Settings, day: dt.date) -> list[str]:
+    """Send, marked late, the alerts of the ``LATE_ALERT_DAYS`` days before ``day`` that could
+    not be delivered; returns one line per alert that still could not be."""
+    failures = []
+    for earlier in range(LATE_ALERT_DAYS, 0, -1):
+        folder = report.day_dir(settings.results_dir, day - dt.timedelta(days=earlier))
+        pending = folder / PENDING_FILE
+        if not pending.exists():
+            continue
+        summary = report.read_summary(folder) or {}
+        message = alert.Message.from_json(pending.read_text(encoding="utf-8"))
+        late = alert.mark_late(message, summary.get("delivery_error", ""), settings.smtp.recipients)
+        try:
+            refused = alert.send(settings.smtp, late)
+        except AlertDeliveryError as exc:
+            failures.append(f"{folder.name}: {exc}")
+            continue
+        summary.update(notified=True, notified_at=_now(), late=True, refused_recipients=refused)
+        report.write_summary(folder, summary)
+        pending.unlink()
+        log.warning("alert: the alert of %s was delivered late", folder.name)
+    return failures
+
+
+def _check_over(settings: Settings, day: dt.date) -> None:
+    if day >= today(settings):
+        raise ConfigError(
+            f"{day} is not over yet in {settings.timezone}: the latest day to score is "
+            f"{yesterday(settings)}"
+        )
+
+
+def _plot_volume(settings, day, model, scored, folder, missing_day: bool) -> Path:
+    """``volume.png``: the worst anomalous series (the whole volume on a missing day) over the
+    ``VOLUME_PLOT_DAYS`` days up to ``day``, against its expected range."""
+    first = day - dt.timedelta(days=VOLUME_PLOT_DAYS - 1)
+    raw = _fetch(settings, first, day + dt.timedelta(days=1))
+    days = pd.date_range(first, day)
+    history = model.detector.score(etl.prepare(raw, model.detector.series_frame, days))
+    anomalous = report.worst_first(scored[scored["is_anomaly"]])
+    if missing_day or anomalous.empty:
+        rows, name = history, "all series"
+    else:
+        worst = anomalous.iloc[0][etl.SERIES_KEYS]
+        rows = history[(history[etl.SERIES_KEYS] == worst).all(axis=1)]
+        name = "/".join(str(value) for value in worst)
+    daily = rows.groupby("date")[["count", "expected_low", "expected_high"]].sum(min_count=1)
+    title = f"{name}: daily events up to {day} (model v{model.version})"
+    try:
+        return report.plot_volume(daily, folder / report.VOLUME_FILE, title)
+    except OSError as exc:
+        raise ResultsError(f"cannot write the volume plot to {folder}: {exc}") from None
+
+
+def _log_history(settings: Settings, summary: dict[str, Any], kind: str) -> None:
+    """Log the scored day to the scoring experiment; a store that fails only costs a warning:
+    the results and the alert matter more than the history."""
+    try:
+        tracking.log_scoring(settings, summary, kind)
+    except VolumeMonitorError as exc:
+        log.warning("history: the scoring run was not logged to MLflow: %s", exc)
 
 
 def _without_excluded_days(raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -214,21 +342,27 @@ def _write_results(
 def _notify(
     settings: Settings, message: alert.Message, folder: Path, summary: dict, dry_run: bool
 ) -> None:
-    """Send the alert, or write it to ``email.txt`` on a dry run or when SMTP is not configured;
-    record the outcome in ``summary.json``. An undelivered alert raises
-    :class:`AlertDeliveryError` once the outcome is recorded."""
+    """Send the alert, or write it to ``email.txt`` and ``email.html`` on a dry run or when
+    SMTP is not configured; record the outcome in ``summary.json``. An undelivered alert is
+    kept in ``pending_alert.json`` for the next run and raises :class:`AlertDeliveryError`
+    once the outcome is recorded."""
     if dry_run or not settings.smtp.configured:
         report.write_text(folder / EMAIL_FILE, message.as_text(settings.smtp.sender))
+        report.write_text(folder / EMAIL_HTML_FILE, message.html)
         why = "dry run" if dry_run else "SMTP_HOST or ALERT_TO is not set"
         log.warning("alert: not sent (%s); written to %s", why, folder / EMAIL_FILE)
         return
     try:
         refused = alert.send(settings.smtp, message)
     except AlertDeliveryError as exc:
-        report.write_summary(folder, {**summary, "delivery_error": str(exc)})
+        summary["delivery_error"] = str(exc)
+        report.write_text(folder / PENDING_FILE, message.to_json())
+        report.write_summary(folder, summary)
         raise
     summary.update(notified=True, notified_at=_now(), refused_recipients=refused)
     report.write_summary(folder, summary)
+    for stale in (PENDING_FILE, EMAIL_FILE, EMAIL_HTML_FILE):
+        (folder / stale).unlink(missing_ok=True)
     if refused:  # the others got it: recorded as sent, but cron must hear of the failure
         raise AlertDeliveryError(f"the SMTP server refused recipient(s): {', '.join(refused)}")
 
@@ -252,6 +386,7 @@ def _summary(day, scored, decision, model, sent, known_day=None) -> dict[str, An
         "anomaly_share": round(decision.share, 6),
         "alert": decision.alert,
         "reasons": decision.reasons,
+        "missing_day": decision.missing_day,
         "groups": alert.group_lines(scored),
         "known_day": known_day.label if known_day else None,
         "model_uri": model.uri,

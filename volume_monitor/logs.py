@@ -46,16 +46,22 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def remove_handlers() -> None:
+    """Remove and close the handlers :func:`setup_logging` added."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _HANDLER_TAG, False)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def setup_logging(log_file: Path, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     """Send the package's logs to stderr and to ``log_file`` (5 MB × 5, rotating).
 
     Calling it again replaces the handlers it added before, so a long-running scheduler and
     the tests can reconfigure it.
     """
+    remove_handlers()
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, _HANDLER_TAG, False)]:
-        root.removeHandler(handler)
-        handler.close()
     secret_filter = SecretMaskFilter(secrets)
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)

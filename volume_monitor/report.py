@@ -31,6 +31,7 @@ SCORE_COLUMNS = [
     "cause",
 ]
 SCORES_FILE, SUMMARY_FILE, HISTOGRAM_FILE = "scores.csv", "summary.json", "histogram.png"
+VOLUME_FILE = "volume.png"
 
 
 def day_dir(results_dir: Path, day: dt.date) -> Path:
@@ -111,6 +112,29 @@ def plot_histogram(
             level, color="#dd8452", linestyle=":", label=f"contamination {contamination:.0%}"
         )
     axes.set(title=title, xlabel="decision function (lower = more anomalous)", ylabel="rows")
+    axes.legend(loc="upper left")
+    return save_figure(figure, path, dpi=100)
+
+
+def plot_volume(daily: pd.DataFrame, path: Path, title: str) -> Path:
+    """Daily ``count`` (date index) as a line over the shaded ``expected_low``..
+    ``expected_high`` band, the last day marked: how the day compares with the weeks before."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 4))
+    dates = pd.to_datetime(daily.index)
+    axes.fill_between(
+        dates, daily["expected_low"].astype(float), daily["expected_high"].astype(float),
+        color="#4c72b0", alpha=0.2, label="expected range",
+    )  # fmt: skip
+    axes.plot(dates, daily["count"], color="#4c72b0", marker=".", label="events")
+    axes.plot(dates[-1:], daily["count"].iloc[-1:], "o", color="#c44e52", label="scored day")
+    axes.set(title=title, ylabel="events per day")
+    axes.set_ylim(bottom=0)
+    axes.tick_params(axis="x", rotation=30)
     axes.legend(loc="upper left")
     return save_figure(figure, path, dpi=100)
 

@@ -16,13 +16,16 @@ MISFIRE_GRACE_SECONDS = 6 * 3600
 
 
 def nightly(settings: Settings) -> int:
-    """Score yesterday. Known errors are logged, not raised, so the scheduler keeps running."""
+    """Score yesterday (see :func:`jobs.deploy`). Known errors are logged, not raised, so the
+    scheduler keeps running."""
     day = jobs.yesterday(settings)
+    log.info("schedule: nightly run for %s", day)
     try:
-        jobs.score_day(settings, day)
+        jobs.deploy(settings, day)
         return 0
     except VolumeMonitorError as exc:
-        log.error("nightly run for %s failed: %s", day, exc)
+        failed = exc.exit_code != 0
+        log.log(logging.ERROR if failed else logging.WARNING, "nightly run for %s: %s", day, exc)
         return exc.exit_code
 
 

@@ -153,6 +153,29 @@ def log_evaluation(
     return run_ids
 
 
+SCORING_FLAGS = ("alert", "notified", "missing_day", "late")
+
+
+def log_scoring(settings: Settings, summary: dict[str, Any], kind: str = "nightly") -> str:
+    """One run per scored day in the ``<VM_EXPERIMENT>-scoring`` experiment, so ``mlflow ui``
+    shows the monitor's own history: rows, anomalies, share, whether it alerted and whether the
+    alert went out, and the model version that scored. Returns the run id."""
+    import mlflow
+
+    experiment = experiment_id(settings, f"{settings.experiment}-scoring")
+    metrics = {key: float(summary[key]) for key in ("rows", "anomalies", "anomaly_share")}
+    metrics |= {key: float(bool(summary.get(key))) for key in SCORING_FLAGS}
+    params = {key: summary[key] for key in ("date", "model_version", "model_uri")}
+    with (
+        store_errors(settings),
+        mlflow.start_run(experiment_id=experiment, run_name=summary["date"]) as run,
+    ):
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags({"kind": kind, "known_day": summary.get("known_day") or ""})
+    return run.info.run_id
+
+
 def promote(settings: Settings, reference: str) -> str:
     """Give the alias ``VM_MODEL_ALIAS`` to a model version, named by its number or by the id
     of the training run that produced it. Returns the version."""
@@ -170,24 +193,31 @@ def promote(settings: Settings, reference: str) -> str:
     return version
 
 
-def load_model(settings: Settings) -> LoadedModel:
-    """The model version that carries ``VM_MODEL_ALIAS``, loaded with trusted types only."""
+def load_model(settings: Settings, version: str | None = None) -> LoadedModel:
+    """The model version that carries ``VM_MODEL_ALIAS`` (or, when given, ``version``), loaded
+    with trusted types only."""
     import skops.io
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client(settings)
-    uri = f"models:/{settings.model_name}@{settings.model_alias}"
+    name = settings.model_name
+    uri = f"models:/{name}/{version}" if version else f"models:/{name}@{settings.model_alias}"
     try:
-        found = mlflow_client.get_model_version_by_alias(settings.model_name, settings.model_alias)
+        if version:
+            found = mlflow_client.get_model_version(name, version)
+        else:
+            found = mlflow_client.get_model_version_by_alias(name, settings.model_alias)
     except MlflowException as exc:
         if not _is_not_found(exc):
             with store_errors(settings):
                 raise
+        store = redact_url(settings.tracking_uri)
         raise ModelNotFoundError(
-            f"no model version of {settings.model_name!r} has the alias "
-            f"{settings.model_alias!r} in {redact_url(settings.tracking_uri)}: run "
-            "'python train.py --promote' or 'volume-monitor promote VERSION'"
+            f"model {name!r} has no version {version} in {store}: 'volume-monitor runs' lists them"
+            if version
+            else f"no model version of {name!r} has the alias {settings.model_alias!r} in "
+            f"{store}: run 'python train.py --promote' or 'volume-monitor promote VERSION'"
         ) from None
     with tempfile.TemporaryDirectory() as scratch:
         try:
