@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from volume_monitor.config import Settings, load_settings
 from volume_monitor.demo import DemoSpec, default_faults, write_demo
+from volume_monitor.logs import remove_handlers
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERY = ROOT / "sql" / "daily_volume.sql"
@@ -95,6 +96,14 @@ def pytest_sessionfinish(session, exitstatus):
         cascade = " CASCADE" if kind == "postgresql" else ""
         _as_admin(kind, f"DROP {CONTAINER[kind]} IF EXISTS {PRIVATE_NAME}{cascade}")
         del _private_urls[kind]
+
+
+@pytest.fixture(autouse=True)
+def _logging_handlers_removed():
+    """Commands run in-process attach handlers to the stderr of the test that ran them; remove
+    them afterwards, so later log records never reach a closed capture stream."""
+    yield
+    remove_handlers()
 
 
 def database_url_for(kind: str, tmp_path: Path) -> str:
