@@ -66,7 +66,13 @@ def test_train_promote_deploy_flags_injected_faults(kind, tmp_path, smtp_server)
     assert summary["alert"] is True
     assert summary["reasons"][0].startswith("missing day")
     assert (read_scores(missing.folder)["count"] == 0).all()
-    assert "missing day" in inbox.messages[-1]["Subject"]
+    missing_mail = inbox.messages[-1]
+    assert (
+        missing_mail["Subject"] == f"[volume-monitor] {MISSING_DAY}: no data at all (missing day)"
+    )
+    for kind in ("plain", "html"):
+        body = missing_mail.get_body(preferencelist=(kind,)).get_content()
+        assert f"No events at all were recorded for {MISSING_DAY}" in body
 
 
 # The demo history has one day without any event (the missing day), which training skips.
