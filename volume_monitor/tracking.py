@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -159,20 +160,28 @@ SCORING_FLAGS = ("alert", "notified", "missing_day", "late")
 def log_scoring(settings: Settings, summary: dict[str, Any], kind: str = "nightly") -> str:
     """One run per scored day in the ``<VM_EXPERIMENT>-scoring`` experiment, so ``mlflow ui``
     shows the monitor's own history: rows, anomalies, share, whether it alerted and whether the
-    alert went out, and the model version that scored. Returns the run id."""
-    import mlflow
+    alert went out, and the model version that scored. Returns the run id.
 
+    Written with the client API in one batch: a nightly run pays for no source-control lookup
+    and no per-value round trip."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    mlflow_client = client(settings)
     experiment = experiment_id(settings, f"{settings.experiment}-scoring")
     metrics = {key: float(summary[key]) for key in ("rows", "anomalies", "anomaly_share")}
     metrics |= {key: float(bool(summary.get(key))) for key in SCORING_FLAGS}
-    params = {key: summary[key] for key in ("date", "model_version", "model_uri")}
-    with (
-        store_errors(settings),
-        mlflow.start_run(experiment_id=experiment, run_name=summary["date"]) as run,
-    ):
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        mlflow.set_tags({"kind": kind, "known_day": summary.get("known_day") or ""})
+    now = int(time.time() * 1000)
+    with store_errors(settings):
+        run = mlflow_client.create_run(experiment, run_name=summary["date"])
+        mlflow_client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
+            params=[
+                Param(key, str(summary[key])) for key in ("date", "model_version", "model_uri")
+            ],
+            tags=[RunTag("kind", kind), RunTag("known_day", summary.get("known_day") or "")],
+        )
+        mlflow_client.set_terminated(run.info.run_id)
     return run.info.run_id
 
 
