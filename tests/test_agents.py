@@ -3,6 +3,8 @@ each distinct string parsed once."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -153,3 +155,103 @@ def test_os_families_does_not_change_its_input():
 def test_bytearray_values_are_decoded():
     agents = pd.Series([bytearray(REAL_AGENTS["Android"].encode("utf-8"))], dtype=object)
     assert list(os_families(agents)) == ["Android"]
+
+
+# Real strings beyond the demo's families: bots, apps, consoles, TVs, old and odd platforms.
+MORE_REAL_AGENTS = [
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko",
+    "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; SV1)",
+    "Mozilla/5.0 (PlayStation 4 3.11) AppleWebKit/537.73 (KHTML, like Gecko)",
+    "Mozilla/5.0 (Nintendo Switch; WifiWebAuthApplet) AppleWebKit/606.4 (KHTML, like Gecko) "
+    "NF/6.0.1.15.4 NintendoBrowser/5.1.0.20393",
+    "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/4.0 Chrome/76.0.3809.146 TV Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",
+    "Dalvik/2.1.0 (Linux; U; Android 13; SM-A536B Build/TP1A.220624.014)",
+    "MyApp/5.2.1 (iPhone; iOS 17.2; Scale/3.00)",
+    "okhttp/4.12.0",
+    "Mozilla/5.0 (X11; OpenBSD amd64; rv:109.0) Gecko/20100101 Firefox/115.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.2 Safari/605.1.15",
+    "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; U; Android 4.0.3; ko-kr; LG-L160L Build/IML74K) AppleWebkit/534.30 "
+    "(KHTML, like Gecko) Version/4.0 Mobile Safari/534.30",
+    "Opera/9.80 (J2ME/MIDP; Opera Mini/9.80 (S60; SymbOS; Opera Mobi/23.348; U; en) "
+    "Presto/2.5.25 Version/10.54",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91",
+    "python-requests/2.31.0",
+    "Java/17.0.9",
+]
+
+
+def test_the_native_path_gives_the_user_agents_family_on_every_string():
+    from volume_monitor.agents import _native_resolver, slow_os_family
+    from volume_monitor.demo import agent_pool
+
+    assert _native_resolver() is not None, "ua-parser-rs is a dependency"
+    pool = agent_pool(np.random.default_rng(3), 40)
+    strings = [
+        *REAL_AGENTS.values(), *MORE_REAL_AGENTS, *ODD_STRINGS.values(),
+        *(a for agents in pool.values() for a in agents if a),
+    ]  # fmt: skip
+    for agent in strings:
+        expected = user_agents.parse(agent).os.family if agent.strip() else OTHER
+        assert os_family(agent) == slow_os_family(agent) == (expected or OTHER), agent[:80]
+    assert len({os_family(a) for a in strings}) >= 15
+
+
+def test_the_cache_file_keeps_families_across_runs(tmp_path):
+    from volume_monitor.agents import FamilyCache
+
+    path = tmp_path / "cache" / "families.json"
+    first = FamilyCache(path)
+    agents = pd.Series([REAL_AGENTS["iOS"], REAL_AGENTS["Fedora"], None, REAL_AGENTS["iOS"]])
+    assert list(os_families(agents, first)) == ["iOS", "Fedora", OTHER, "iOS"]
+    assert first.added == 3
+    first.save()
+    stored = json.loads(path.read_text())
+    assert stored["families"] == {REAL_AGENTS["iOS"]: "iOS", REAL_AGENTS["Fedora"]: "Fedora",
+                                  "": OTHER}  # fmt: skip
+    os_family.cache_clear()
+    second = FamilyCache(path)
+    more = pd.Series([REAL_AGENTS["Fedora"], REAL_AGENTS["Windows"]])
+    assert list(os_families(more, second)) == ["Fedora", "Windows"]
+    assert second.added == 1 and os_family.cache_info().misses == 1, "only the new agent parsed"
+    second.save()
+    assert len(json.loads(path.read_text())["families"]) == 4
+
+
+def test_a_cache_written_under_other_rules_or_unreadable_is_ignored(tmp_path, caplog):
+    from volume_monitor.agents import FamilyCache
+
+    path = tmp_path / "families.json"
+    path.write_text(json.dumps({"rules": "ua-parser 0.1", "families": {"x": "Windows"}}))
+    assert FamilyCache(path).families == {}
+    path.write_text("{not json")
+    with caplog.at_level("WARNING"):
+        assert FamilyCache(path).families == {}
+    assert "ignoring the unreadable user-agent cache" in caplog.text
+    blocked = FamilyCache(tmp_path / "a-file" / "families.json")
+    (tmp_path / "a-file").write_text("a file where a folder should be")
+    blocked.lookup(["curl/8.4.0"])
+    blocked.save()  # a warning, not a failure
+    assert "cannot write the user-agent cache" in caplog.text
+
+
+def test_the_cache_keeps_the_latest_agents_when_full(tmp_path, monkeypatch):
+    from volume_monitor import agents
+
+    monkeypatch.setattr(agents, "MAX_CACHED", 3)
+    path = tmp_path / "families.json"
+    old = agents.FamilyCache(path)
+    old.lookup([f"curl/8.{n}.0" for n in range(3)])
+    old.save()
+    new = agents.FamilyCache(path)
+    new.lookup([REAL_AGENTS["iOS"], REAL_AGENTS["Linux"]])
+    new.save()
+    kept = json.loads(path.read_text())["families"]
+    assert len(kept) == 3 and {REAL_AGENTS["iOS"], REAL_AGENTS["Linux"]} <= set(kept)

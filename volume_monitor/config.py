@@ -39,6 +39,7 @@ DEFAULTS: dict[str, str] = {
     "VM_TIMEZONE": "UTC",
     "VM_SCHEDULE": "30 6 * * *",
     "VM_CALENDAR": "",
+    "VM_UA_CACHE": "data/user_agent_families.json",
     "SMTP_HOST": "",
     "SMTP_PORT": "",
     "SMTP_USER": "",
@@ -92,6 +93,7 @@ class Settings:
     schedule: str
     smtp: SmtpSettings
     calendar_path: Path | None = None
+    ua_cache_path: Path | None = None
 
     @property
     def artifact_dir(self) -> Path | None:
@@ -185,6 +187,7 @@ def _build(v: Mapping[str, str]) -> Settings:
         schedule=_required(v, "VM_SCHEDULE"),
         smtp=smtp,
         calendar_path=_path(v["VM_CALENDAR"]) if v["VM_CALENDAR"].strip() else None,
+        ua_cache_path=_path(v["VM_UA_CACHE"]) if v["VM_UA_CACHE"].strip() else None,
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from volume_monitor.agents import os_families
+from volume_monitor.agents import FamilyCache, os_families
 
 log = logging.getLogger(__name__)
 
@@ -16,13 +16,14 @@ SERIES_KEYS = ["channelid", "actioncode", "os_family"]
 FRAME_COLUMNS = [*SERIES_KEYS, "count", "weekday", "month"]
 
 
-def regroup(raw: pd.DataFrame) -> pd.DataFrame:
+def regroup(raw: pd.DataFrame, cache: FamilyCache | None = None) -> pd.DataFrame:
     """Sum ``count`` by ``date, channelid, actioncode, os_family``; the OS family comes from
-    the query when it provides one, else from parsing each distinct user agent once."""
+    the query when it provides one, else from parsing each distinct user agent once (or
+    looking it up in ``cache``)."""
     if "os_family" in raw.columns:
         frame = raw.assign(os_family=raw["os_family"].fillna("Other").astype(str))
     else:
-        frame = raw.assign(os_family=os_families(raw["user_agent"]))
+        frame = raw.assign(os_family=os_families(raw["user_agent"], cache))
     grouped = frame.groupby(["date", *SERIES_KEYS], as_index=False, sort=True)["count"].sum()
     return grouped.astype({"count": "int64"})
 
@@ -48,11 +49,14 @@ def add_calendar(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def prepare(
-    raw: pd.DataFrame, series: pd.DataFrame | None = None, dates: Iterable | None = None
+    raw: pd.DataFrame,
+    series: pd.DataFrame | None = None,
+    dates: Iterable | None = None,
+    cache: FamilyCache | None = None,
 ) -> pd.DataFrame:
     """The whole ETL: regroup, complete the known ``series`` over ``dates`` (default: the
     series and dates present in ``raw``), add the calendar."""
-    grouped = regroup(raw)
+    grouped = regroup(raw, cache)
     known = grouped[SERIES_KEYS] if series is None else series
     days = grouped["date"].unique() if dates is None else dates
     prepared = add_calendar(complete(grouped, known, days))

@@ -16,7 +16,17 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import make_url
 
-from volume_monitor import alert, db, etl, evaluate, known_days, report, runlock, tracking
+from volume_monitor import (
+    agents,
+    alert,
+    db,
+    etl,
+    evaluate,
+    known_days,
+    report,
+    runlock,
+    tracking,
+)
 from volume_monitor.config import Settings
 from volume_monitor.errors import (
     AlertDeliveryError,
@@ -98,7 +108,7 @@ def train(
     raw = _without_excluded_days(_fetch(settings, start, end), settings)
     if raw.empty:
         raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
-    frame = etl.prepare(raw)
+    frame = _prepare(settings, raw)
     days = frame.index.nunique()
     if days < MIN_TRAINING_DAYS:
         log.warning(
@@ -213,7 +223,7 @@ def score_day(
     _check_over(settings, day)
     model = model or tracking.load_model(settings)
     raw = _fetch(settings, day, day + dt.timedelta(days=1))
-    frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
+    frame = _prepare(settings, raw, model.detector.series_frame, [pd.Timestamp(day)])
     scored = model.detector.score(frame)
     known_day = known_days.read_calendar(settings.calendar_path).get(day)
     decision = alert.decide(scored, settings, missing_day=raw.empty, known_day=known_day)
@@ -277,17 +287,19 @@ def _check_over(settings: Settings, day: dt.date) -> None:
 
 def _plot_volume(settings, day, model, scored, folder, missing_day: bool) -> Path:
     """``volume.png``: the worst anomalous series (the whole volume on a missing day) over the
-    ``VOLUME_PLOT_DAYS`` days up to ``day``, against its expected range."""
-    first = day - dt.timedelta(days=VOLUME_PLOT_DAYS - 1)
-    raw = _fetch(settings, first, day + dt.timedelta(days=1))
-    days = pd.date_range(first, day)
-    history = model.detector.score(etl.prepare(raw, model.detector.series_frame, days))
+    ``VOLUME_PLOT_DAYS`` days up to ``day``, against its expected range. Earlier days come from
+    their ``scores.csv`` (what the monitor counted and expected then), so an alert costs no
+    second query; days never scored are gaps."""
+    earlier = [day - dt.timedelta(days=n) for n in range(VOLUME_PLOT_DAYS - 1, 0, -1)]
+    history = pd.concat(
+        [report.read_scores(settings.results_dir, earlier), scored.assign(date=pd.Timestamp(day))]
+    )
     anomalous = report.worst_first(scored[scored["is_anomaly"]])
     if missing_day or anomalous.empty:
         rows, name = history, "all series"
     else:
         worst = anomalous.iloc[0][etl.SERIES_KEYS]
-        rows = history[(history[etl.SERIES_KEYS] == worst).all(axis=1)]
+        rows = history[(history[etl.SERIES_KEYS].astype(str) == worst.astype(str)).all(axis=1)]
         name = "/".join(str(value) for value in worst)
     daily = rows.groupby("date")[["count", "expected_low", "expected_high"]].sum(min_count=1)
     title = f"{name}: daily events up to {day} (model v{model.version})"
@@ -314,6 +326,14 @@ def _without_excluded_days(raw: pd.DataFrame, settings: Settings) -> pd.DataFram
     keep = ~raw["date"].isin(pd.to_datetime(sorted(excluded)))
     log.info("train: %d calendar day(s) left out of training", raw.loc[~keep, "date"].nunique())
     return raw[keep]
+
+
+def _prepare(settings: Settings, raw: pd.DataFrame, series=None, dates=None) -> pd.DataFrame:
+    """The ETL, with the user agents seen in earlier runs taken from ``VM_UA_CACHE``."""
+    cache = agents.FamilyCache(settings.ua_cache_path)
+    frame = etl.prepare(raw, series, dates, cache)
+    cache.save()
+    return frame
 
 
 def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
