@@ -160,3 +160,17 @@ def test_write_summary_is_json_with_trailing_newline(tmp_path):
     text = path.read_text(encoding="utf-8")
     assert text.endswith("}\n")
     assert json.loads(text) == {"reasons": ["a", "b"], "notified": False}
+
+
+def test_read_scores_returns_the_days_that_have_results(tmp_path, scored):
+    first, second = dt.date(2026, 6, 29), dt.date(2026, 6, 30)
+    report.write_scores(report.day_dir(tmp_path, first), scored.assign(channelid="NA"))
+    report.write_scores(report.day_dir(tmp_path, second), scored)
+    (report.day_dir(tmp_path, dt.date(2026, 6, 28))).mkdir()  # a folder without scores
+    table = report.read_scores(tmp_path, [dt.date(2026, 6, 27), dt.date(2026, 6, 28), first])
+    assert len(table) == len(scored) and set(table["channelid"]) == {"NA"}
+    assert list(table["date"].unique()) == [pd.Timestamp("2026-06-30")], "as written"
+    both = report.read_scores(tmp_path, [first, second])
+    assert len(both) == 2 * len(scored)
+    assert both["count"].sum() == 2 * scored["count"].sum()
+    assert report.read_scores(tmp_path, []).empty

@@ -77,6 +77,27 @@ def write_summary(folder: Path, summary: dict[str, Any]) -> Path:
     return write_atomic(folder / SUMMARY_FILE, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def read_scores(results_dir: Path, days: list[dt.date]) -> pd.DataFrame:
+    """The ``scores.csv`` rows of those ``days`` that have one (an unreadable file is
+    skipped), with ``date`` as timestamps."""
+    frames = []
+    for day in days:
+        try:
+            path = day_dir(results_dir, day) / SCORES_FILE
+            frames.append(pd.read_csv(path, dtype=TEXT_COLUMNS, **KEEP_TEXT))
+        except (OSError, ValueError):
+            continue
+    if not frames:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    table = pd.concat(frames, ignore_index=True)
+    return table.assign(date=pd.to_datetime(table["date"]))
+
+
+TEXT_COLUMNS = {"channelid": str, "actioncode": str, "os_family": str}
+# Labels such as "NA" or "null" stay text; only the empty bounds of a new series are missing.
+KEEP_TEXT = {"keep_default_na": False, "na_values": {"expected_low": [""], "expected_high": [""]}}
+
+
 def read_summary(folder: Path) -> dict[str, Any] | None:
     """The summary of an earlier run of the same day, or None (also when it is unreadable)."""
     try:
