@@ -159,7 +159,7 @@ def trained_settings(trained_store, demo_sqlite, tmp_path):
     shutil.copytree(trained_store / "mlruns", tmp_path / "mlruns")
 
     def make(**env: str) -> Settings:
-        return settings_in(tmp_path, VM_DATABASE_URL=f"sqlite:///{demo_sqlite}", **env)
+        return settings_in(tmp_path, **{"VM_DATABASE_URL": f"sqlite:///{demo_sqlite}", **env})
 
     return make
 

@@ -7,7 +7,9 @@ so the table can grow to millions of rows quickly. Works on any SQLAlchemy URL.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -71,11 +73,13 @@ OS_MIX = {
     "mobile": {"iOS": 0.47, "Android": 0.48, "Other": 0.05},
     "api": {"Other": 0.75, "Linux": 0.25},
 }
+EVERY_FAMILY = {family: 1 / 8 for family in OS_MIX["web"]}  # for channels beyond the three
 WEEKLY = {  # Monday .. Sunday
     "web": (1.0, 1.02, 1.03, 1.0, 0.96, 0.72, 0.66),
     "mobile": (0.95, 0.96, 0.97, 0.98, 1.0, 1.08, 1.1),
     "api": (1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5),
 }
+FLAT = (1.0,) * 7
 TEMPLATES = {
     "Windows": [
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -158,6 +162,8 @@ class DemoSpec:
     seed: int = 7
     faults: list[Fault] | None = None
     agents_per_family: int = 60
+    channels: dict[str, float] = field(default_factory=lambda: dict(CHANNELS))
+    actions: dict[str, float] = field(default_factory=lambda: dict(ACTIONS))
     series: list[tuple[str, str, str, float]] = field(init=False)
 
     def __post_init__(self):
@@ -165,9 +171,9 @@ class DemoSpec:
             self.faults = default_faults(self.last_day)
         self.series = [
             (channel, action, family, c_share * a_share * o_share)
-            for channel, c_share in CHANNELS.items()
-            for action, a_share in ACTIONS.items()
-            for family, o_share in OS_MIX[channel].items()
+            for channel, c_share in self.channels.items()
+            for action, a_share in self.actions.items()
+            for family, o_share in OS_MIX.get(channel, EVERY_FAMILY).items()
         ]
 
 
@@ -194,7 +200,7 @@ def expected_counts(spec: DemoSpec, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(spec.days) / 365.0
     trend = 1.0 + 0.15 * t + 0.05 * np.sin(2 * np.pi * (t + 0.2))
     shares = np.array([s[3] for s in spec.series])
-    weekly = np.array([[WEEKLY[s[0]][d.weekday()] for s in spec.series] for d in dates])
+    weekly = np.array([[WEEKLY.get(s[0], FLAT)[d.weekday()] for s in spec.series] for d in dates])
     noise = rng.lognormal(0.0, 0.04, size=weekly.shape)
     return spec.events_per_day * trend[:, None] * shares[None, :] * weekly * noise
 
@@ -235,7 +241,7 @@ def write_demo(engine: Engine, spec: DemoSpec, batch_days: int = 20, replace: bo
     with engine.begin() as connection:
         for start in range(0, spec.days, batch_days):
             days = range(start, min(start + batch_days, spec.days))
-            written += _insert_events(connection, _events(rng, spec, pool, first, counts, days))
+            written += insert_events(connection, _events(rng, spec, pool, first, counts, days))
         labels = [_label(f) for f in spec.faults or [] if first <= f.date <= spec.last_day]
         if labels:
             connection.execute(insert(anomaly_labels), labels)
@@ -270,12 +276,32 @@ def _events(rng, spec, pool, first, counts, day_rows) -> dict[str, list]:
     }
 
 
-def _insert_events(connection, columns: dict[str, list]) -> int:
-    """Insert events given column-wise; SQLite takes plain tuples through its driver (the
-    fastest path), other databases SQLAlchemy's batched multi-row inserts."""
+def events_of_day(rng, spec: DemoSpec, pool, day: dt.date, total: int) -> dict[str, list]:
+    """``total`` raw events of one day, spread over the series by their shares, column by
+    column (as :func:`insert_events` takes them)."""
+    shares = np.array([s[3] for s in spec.series])
+    series_of_event = rng.choice(len(spec.series), size=total, p=shares / shares.sum())
+    start = np.datetime64(day, "s")
+    stamps = start + rng.integers(0, 86_400, size=total).astype("timedelta64[s]")
+    channels = np.array([s[0] for s in spec.series], dtype=object)
+    actions = np.array([s[1] for s in spec.series], dtype=object)
+    return {
+        "created_at": np.char.replace(np.datetime_as_string(stamps, unit="s"), "T", " ").tolist(),
+        "channelid": channels[series_of_event].tolist(),
+        "actioncode": actions[series_of_event].tolist(),
+        "user_agent": _agents_for(rng, spec, pool, series_of_event).tolist(),
+    }
+
+
+def insert_events(connection, columns: dict[str, list]) -> int:
+    """Insert events given column-wise; SQLite takes plain tuples through its driver and
+    PostgreSQL (psycopg2) a COPY, the fastest paths; other databases SQLAlchemy's batched
+    multi-row inserts."""
     rows = list(zip(*columns.values(), strict=True))
     if not rows:
         return 0
+    if connection.dialect.driver == "psycopg2":
+        return _copy_events(connection, columns, rows)
     if connection.dialect.name == "sqlite":
         names = ", ".join(columns)
         connection.exec_driver_sql(
@@ -285,6 +311,20 @@ def _insert_events(connection, columns: dict[str, list]) -> int:
         connection.execute(
             insert(activityhistory), [dict(zip(columns, r, strict=True)) for r in rows]
         )
+    return len(rows)
+
+
+def _copy_events(connection, columns: dict[str, list], rows: list[tuple]) -> int:
+    """``COPY activityhistory FROM STDIN`` as CSV; a NULL user agent is an unquoted empty
+    field, an empty one a quoted empty string."""
+    buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
+    buffer.seek(0)
+    cursor = connection.connection.cursor()
+    names = ", ".join(columns)
+    cursor.copy_expert(
+        f"COPY activityhistory ({names}) FROM STDIN WITH (FORMAT csv, NULL '')", buffer
+    )
     return len(rows)
 
 
