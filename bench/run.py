@@ -35,7 +35,10 @@ QUERY = ROOT / "sql" / "daily_volume.sql"
 SCORED_DAY = dt.date(2026, 6, 30)
 HISTORY_DAYS = 365
 HISTORY_EVENTS_PER_DAY = 20_000
-CHANNELS = {"web": 0.4, "mobile": 0.3, "api": 0.1, "partner": 0.1, "kiosk": 0.05, "tv": 0.05}
+CHANNELS = {  # 530 series with the actions below
+    "web": 0.35, "mobile": 0.25, "api": 0.1, "partner": 0.1, "kiosk": 0.05, "tv": 0.05,
+    "desktop": 0.05, "watch": 0.05,
+}  # fmt: skip
 ACTIONS = [
     "view", "search", "login", "purchase", "logout", "share", "comment", "upload", "rate", "save",
 ]  # fmt: skip

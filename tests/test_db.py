@@ -23,7 +23,14 @@ from sqlalchemy import (
 )
 
 from conftest import QUERY
-from volume_monitor.db import MISSING_LABEL, check_contract, fetch, make_engine, read_query
+from volume_monitor.db import (
+    MISSING_LABEL,
+    check_contract,
+    fetch,
+    fetch_chunks,
+    make_engine,
+    read_query,
+)
 from volume_monitor.errors import ConfigError, DatabaseError, QueryError
 
 CONTRACT = ["date", "channelid", "actioncode", "user_agent", "count"]
@@ -356,3 +363,15 @@ def test_integer_channel_ids_with_a_null_keep_their_label():
 def test_check_contract_accepts_date_strings_of_mixed_precision():
     checked = check_contract(contract_frame(date=["2026-03-02", "2026-03-03 13:45:00"]))
     assert list(checked["date"]) == [pd.Timestamp("2026-03-02"), pd.Timestamp("2026-03-03")]
+
+
+def test_rows_stream_in_bounded_chunks_that_add_up_to_the_whole(events):
+    engine, query = make_engine(events.url), read_query(events.query_path)
+    chunks = list(fetch_chunks(engine, query, START, END, rows=3))
+    assert [len(c) for c in chunks] == [3] * (len(EXPECTED) // 3) + [len(EXPECTED) % 3] * (
+        len(EXPECTED) % 3 > 0
+    )
+    assert all(list(c.columns) == CONTRACT for c in chunks)
+    assert as_rows(pd.concat(chunks)) == EXPECTED
+    [empty] = list(fetch_chunks(engine, query, dt.date(2030, 1, 1), dt.date(2030, 1, 2)))
+    assert empty.empty and list(empty.columns) == CONTRACT

@@ -49,14 +49,11 @@ def add_calendar(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def prepare(
-    raw: pd.DataFrame,
-    series: pd.DataFrame | None = None,
-    dates: Iterable | None = None,
-    cache: FamilyCache | None = None,
+    raw: pd.DataFrame, series: pd.DataFrame | None = None, dates: Iterable | None = None
 ) -> pd.DataFrame:
     """The whole ETL: regroup, complete the known ``series`` over ``dates`` (default: the
     series and dates present in ``raw``), add the calendar."""
-    grouped = regroup(raw, cache)
+    grouped = regroup(raw)
     known = grouped[SERIES_KEYS] if series is None else series
     days = grouped["date"].unique() if dates is None else dates
     prepared = add_calendar(complete(grouped, known, days))

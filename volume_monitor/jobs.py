@@ -21,7 +21,6 @@ from volume_monitor import (
     alert,
     db,
     etl,
-    evaluate,
     known_days,
     report,
     runlock,
@@ -108,7 +107,7 @@ def train(
     raw = _without_excluded_days(_fetch(settings, start, end), settings)
     if raw.empty:
         raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
-    frame = _prepare(settings, raw)
+    frame = etl.prepare(raw)
     days = frame.index.nunique()
     if days < MIN_TRAINING_DAYS:
         log.warning(
@@ -123,6 +122,8 @@ def train(
     scored = detector.score(frame)
     metrics = _training_metrics(frame, scored)
     history = frame.reset_index()[["date", *etl.SERIES_KEYS, "count"]]
+    from volume_monitor import evaluate  # training only: scoring does not pay for it
+
     benchmark = evaluate.self_benchmark(history, params)
     metrics.update({f"bench_{k}": v for k, v in benchmark.items() if not np.isnan(v)})
     run_id, version = _log_run(settings, detector, frame, scored, metrics, params, (start, end))
@@ -223,7 +224,7 @@ def score_day(
     _check_over(settings, day)
     model = model or tracking.load_model(settings)
     raw = _fetch(settings, day, day + dt.timedelta(days=1))
-    frame = _prepare(settings, raw, model.detector.series_frame, [pd.Timestamp(day)])
+    frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
     scored = model.detector.score(frame)
     known_day = known_days.read_calendar(settings.calendar_path).get(day)
     decision = alert.decide(scored, settings, missing_day=raw.empty, known_day=known_day)
@@ -328,18 +329,16 @@ def _without_excluded_days(raw: pd.DataFrame, settings: Settings) -> pd.DataFram
     return raw[keep]
 
 
-def _prepare(settings: Settings, raw: pd.DataFrame, series=None, dates=None) -> pd.DataFrame:
-    """The ETL, with the user agents seen in earlier runs taken from ``VM_UA_CACHE``."""
-    cache = agents.FamilyCache(settings.ua_cache_path)
-    frame = etl.prepare(raw, series, dates, cache)
-    cache.save()
-    return frame
-
-
 def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """The query's rows for ``[start, end)``."""
+    """Counts per day and series for ``[start, end)``: the query's rows are reduced chunk by
+    chunk (user agent → OS family, summed), so memory stays flat however many rows it returns.
+    User agents seen on earlier nights come from ``VM_UA_CACHE``."""
     engine = db.make_engine(settings.database_url)
-    return db.fetch(engine, db.read_query(settings.query_path), start, end)
+    query = db.read_query(settings.query_path)
+    cache = agents.FamilyCache(settings.ua_cache_path)
+    parts = [etl.regroup(chunk, cache) for chunk in db.fetch_chunks(engine, query, start, end)]
+    cache.save()
+    return etl.regroup(pd.concat(parts, ignore_index=True))
 
 
 def _write_results(
