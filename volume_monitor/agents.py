@@ -81,16 +81,18 @@ class FamilyCache:
         self.families: dict[str, str] = self._read() if path else {}
         self.recent: dict[str, str] = {}  # the agents this run looked up
         self.added = 0
+        self.parse_seconds = 0.0
 
     def lookup(self, agents: Iterable[str]) -> dict[str, str]:
         """The family of each of ``agents``, parsing only those not cached."""
-        found = {}
+        found, began = {}, time.perf_counter()
         for agent in agents:
             family = self.families.get(agent)
             if family is None:
                 family = self.families[agent] = os_family(agent)
                 self.added += 1
             found[agent] = family
+        self.parse_seconds += time.perf_counter() - began
         self.recent.update(found)
         return found
 
@@ -147,7 +149,7 @@ def os_families(agents: pd.Series, cache: FamilyCache | None = None) -> pd.Serie
     texts = {value: _as_text(value) for value in distinct}
     by_text = (cache or FamilyCache(None)).lookup(texts.values())
     families = {value: by_text[text] for value, text in texts.items()}
-    log.info(
+    log.debug(
         "agents: %d distinct user agents -> %d OS families in %.2fs",
         len(distinct),
         len(set(families.values())),

@@ -337,6 +337,10 @@ def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     query = db.read_query(settings.query_path)
     cache = agents.FamilyCache(settings.ua_cache_path)
     parts = [etl.regroup(chunk, cache) for chunk in db.fetch_chunks(engine, query, start, end)]
+    log.info(
+        "agents: %d distinct user agents, %d new parsed in %.2fs, the rest from the cache",
+        len(cache.recent), cache.added, cache.parse_seconds,
+    )  # fmt: skip
     cache.save()
     return etl.regroup(pd.concat(parts, ignore_index=True))
 
