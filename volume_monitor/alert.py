@@ -149,8 +149,7 @@ def compose(
     moved together, a table of the anomalous series (worst first, with count, expected range,
     direction, cause, deviation and score), the model that scored, and the plots."""
     anomalous = report.worst_first(scored[scored["is_anomaly"]])
-    missing = decision.missing_day
-    intro = _intro(day, scored, decision, model, missing)
+    intro = _intro(day, scored, decision, model)
     groups = group_lines(scored)
     listed = anomalous.head(MAX_LISTED)
     more = len(anomalous) - len(listed)
@@ -165,7 +164,11 @@ def compose(
     text += [f"All results: {results}", f"Plots attached: {', '.join(p.name for p in images)}."]
     html = _html(intro, groups, listed, more, results, images)
     return Message(
-        _subject(day, anomalous, missing), "\n".join(text) + "\n", recipients, images, html
+        _subject(day, anomalous, decision.missing_day),
+        "\n".join(text) + "\n",
+        recipients,
+        images,
+        html,
     )
 
 
@@ -181,9 +184,9 @@ def _subject(day: dt.date, anomalous: pd.DataFrame, missing: bool) -> str:
     )
 
 
-def _intro(day, scored, decision, model, missing) -> list[str]:
+def _intro(day, scored, decision, model) -> list[str]:
     lines = [f"volume-monitor scored {day} with {model}."]
-    if missing:
+    if decision.missing_day:
         expected = float(scored["expected_low"].sum()), float(scored["expected_high"].sum())
         lines.append(
             f"No events at all were recorded for {day}: the query returned no rows, where "

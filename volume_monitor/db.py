@@ -33,13 +33,12 @@ CHUNK_ROWS = 20_000  # rows of the query result held in memory at once
 def make_engine(url: str, must_exist: bool = True) -> Engine:
     """An engine for ``url``. A SQLite file must already exist unless ``must_exist`` is false,
     so a mistyped path is reported instead of silently creating an empty database."""
-    parsed = make_url(url)
     safe = redact_url(url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
-        if must_exist and not Path(database).is_file():
+    file = sqlite_file(url)
+    if file is not None:
+        if must_exist and not file.is_file():
             raise DatabaseError(f"cannot reach the database {safe}: the file does not exist")
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        file.parent.mkdir(parents=True, exist_ok=True)
     try:
         return create_engine(url, pool_pre_ping=True)
     except NoSuchModuleError:
@@ -49,6 +48,15 @@ def make_engine(url: str, must_exist: bool = True) -> Engine:
             f"the database driver for {safe} is not installed ({exc.name}); "
             "install the matching extra, e.g. pip install 'volume-monitor[postgres]'"
         ) from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file a SQLite URL names; None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        return Path(database)
+    return None
 
 
 def read_query(path: Path) -> TextClause:
@@ -91,12 +99,10 @@ def fetch_chunks(
             result = streamed.execute(query, {"start": start, "end": end})
             with result:  # closed even when a chunk breaks the contract: no lock is left
                 columns = list(result.keys())
-                yielded = False
                 for part in result.partitions(rows):
                     total += len(part)
-                    yielded = True
                     yield check_contract(pd.DataFrame(part, columns=columns))
-                if not yielded:
+                if not total:
                     yield check_contract(pd.DataFrame(columns=columns))
         except SQLAlchemyError as exc:
             raise QueryError(f"the query failed on {safe}: {first_line(exc)}") from None

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from volume_monitor import alert, db, jobs, tracking
@@ -108,9 +107,10 @@ def _query(settings: Settings, database_ok: bool) -> str:
 
 
 def _store(settings: Settings) -> str:
-    missing = _missing_store_file(settings)
-    if missing is not None:
-        raise _Broken(f"the MLflow store file {missing} does not exist (train.py creates it)")
+    # Opening a missing local store would create an empty one instead of reporting the path.
+    store_file = db.sqlite_file(settings.tracking_uri)
+    if store_file is not None and not store_file.is_file():
+        raise _Broken(f"the MLflow store file {store_file} does not exist (train.py creates it)")
     mlflow_client = tracking.client(settings)
     with tracking.store_errors(settings):
         experiment = mlflow_client.get_experiment_by_name(settings.experiment)
@@ -118,17 +118,6 @@ def _store(settings: Settings) -> str:
     return (
         f"{redact_url(settings.tracking_uri)} reachable, experiment {settings.experiment!r} {state}"
     )
-
-
-def _missing_store_file(settings: Settings) -> Path | None:
-    """The file of a local SQLite store when it does not exist: opening it would create an
-    empty store instead of reporting the mistyped path."""
-    if not settings.tracking_uri.startswith("sqlite:"):
-        return None
-    database = make_url(settings.tracking_uri).database
-    if not database or database == ":memory:" or Path(database).is_file():
-        return None
-    return Path(database)
 
 
 def _model(settings: Settings) -> str:

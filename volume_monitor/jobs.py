@@ -331,8 +331,9 @@ def _without_excluded_days(raw: pd.DataFrame, settings: Settings) -> pd.DataFram
 
 def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
     """Counts per day and series for ``[start, end)``: the query's rows are reduced chunk by
-    chunk (user agent → OS family, summed), so memory stays flat however many rows it returns.
-    User agents seen on earlier nights come from ``VM_UA_CACHE``."""
+    chunk (user agent → OS family, summed), so memory stays flat however many rows it returns;
+    a series may appear once per chunk (``etl.prepare`` sums them). User agents seen on earlier
+    nights come from ``VM_UA_CACHE``."""
     engine = db.make_engine(settings.database_url)
     query = db.read_query(settings.query_path)
     cache = agents.FamilyCache(settings.ua_cache_path)
@@ -342,7 +343,7 @@ def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
         len(cache.recent), cache.added, cache.parse_seconds,
     )  # fmt: skip
     cache.save()
-    return etl.regroup(pd.concat(parts, ignore_index=True))
+    return pd.concat(parts, ignore_index=True)
 
 
 def _write_results(
