@@ -42,7 +42,29 @@ CHANNELS = {  # 530 series with the actions below
 ACTIONS = [
     "view", "search", "login", "purchase", "logout", "share", "comment", "upload", "rate", "save",
 ]  # fmt: skip
-AGENTS_PER_FAMILY = 4_000  # 15,077 distinct strings seen in a 5M day
+AGENTS_PER_FAMILY = 5_000
+MORE_TEMPLATES = {  # in-app browsers and apps: where real days get their many distinct agents
+    "iOS": [
+        "Mozilla/5.0 (iPhone; CPU iPhone OS {e}_{d} like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+        "like Gecko) CriOS/{a}.0.{b}.{c} Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS {e}_{d} like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+        "like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/{a}.0.0.{c}.{b};FBBV/{b}{c};FBDV/iPhone{f},"
+        "{d};FBMD/iPhone;FBSN/iOS;FBSV/{e}.{d};FBSS/3;FBID/phone;FBLC/en_US;FBOP/5]",
+    ],
+    "Mac OS X": [
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_{d}) AppleWebKit/537.36 (KHTML, like "
+        "Gecko) Chrome/{a}.0.0.0 Safari/537.36 Edg/{a}.0.{b}.{c}",
+    ],
+    "Android": [
+        "Mozilla/5.0 (Linux; Android {f}; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{a}.0.{b}.{c} Mobile Safari/537.36 Instagram {a}.0.0.{c}.{b} Android",
+    ],
+    "Ubuntu": [
+        "Mozilla/5.0 (X11; Ubuntu; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/{a}.0.{b}.{c} Safari/537.36",
+    ],
+    "Other": ["okhttp/4.{d}.{c}", "ShopApp/{a}.{b}.{c} (build {b}{c}; unknown device)"],
+}
 DEFAULT_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
@@ -110,12 +132,13 @@ def set_scored_day(url: str, size: int) -> int:
     import numpy as np
     from sqlalchemy import create_engine, text
 
-    from volume_monitor.demo import agent_pool, events_of_day, insert_events
+    from volume_monitor.demo import TEMPLATES, agent_pool, events_of_day, insert_events
 
     engine = create_engine(url)
     spec = wide_spec(SCORED_DAY, 1, size, AGENTS_PER_FAMILY)
     rng = np.random.default_rng(size)
-    pool = agent_pool(rng, AGENTS_PER_FAMILY)
+    templates = {f: TEMPLATES[f] + MORE_TEMPLATES.get(f, []) for f in TEMPLATES}
+    pool = agent_pool(rng, AGENTS_PER_FAMILY, templates)
     midnight = dt.datetime.combine(SCORED_DAY, dt.time())
     day = {"start": midnight, "end": midnight + dt.timedelta(days=1)}
     distinct: set = set()

@@ -177,10 +177,13 @@ class DemoSpec:
         ]
 
 
-def agent_pool(rng: np.random.Generator, per_family: int) -> dict[str, list[str | None]]:
-    """Distinct user-agent strings per OS family, versions drawn at random."""
+def agent_pool(
+    rng: np.random.Generator, per_family: int, templates_of: dict | None = None
+) -> dict[str, list[str | None]]:
+    """Distinct user-agent strings per OS family (``templates_of``, by default
+    :data:`TEMPLATES`), versions drawn at random."""
     pool = {}
-    for family, templates in TEMPLATES.items():
+    for family, templates in (templates_of or TEMPLATES).items():
         agents: list[str | None] = []
         for i in range(per_family):
             template = templates[i % len(templates)]
