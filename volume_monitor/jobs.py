@@ -7,6 +7,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,6 @@ from volume_monitor.errors import (
     ResultsError,
     VolumeMonitorError,
 )
-from volume_monitor.model import SEED_PARAMS, VolumeDetector
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ def training_window(settings: Settings, start: dt.date | None, end: dt.date | No
 def detector_params(overrides: dict[str, str]) -> dict[str, Any]:
     """The seed hyperparameters and defaults, with ``--param key=value`` overrides typed like
     the default they replace."""
+    from volume_monitor.model import SEED_PARAMS, VolumeDetector
+
     params = VolumeDetector().get_params()
     params.update(SEED_PARAMS)
     for key, text in overrides.items():
@@ -101,6 +103,9 @@ def train(
     promote: bool = False,
 ) -> TrainResult:
     """Fit a detector on the window, log it to MLflow, register a version, maybe promote it."""
+    from volume_monitor import evaluate  # training only: scoring does not pay for these
+    from volume_monitor.model import VolumeDetector
+
     began = time.perf_counter()
     start, end = training_window(settings, start, end)
     params = detector_params(overrides or {})
@@ -122,8 +127,6 @@ def train(
     scored = detector.score(frame)
     metrics = _training_metrics(frame, scored)
     history = frame.reset_index()[["date", *etl.SERIES_KEYS, "count"]]
-    from volume_monitor import evaluate  # training only: scoring does not pay for it
-
     benchmark = evaluate.self_benchmark(history, params)
     metrics.update({f"bench_{k}": v for k, v in benchmark.items() if not np.isnan(v)})
     run_id, version = _log_run(settings, detector, frame, scored, metrics, params, (start, end))
@@ -222,8 +225,7 @@ def score_day(
     """
     began = time.perf_counter()
     _check_over(settings, day)
-    model = model or tracking.load_model(settings)
-    raw = _fetch(settings, day, day + dt.timedelta(days=1))
+    model, raw = _model_and_counts(settings, day, model)
     frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
     scored = model.detector.score(frame)
     known_day = known_days.read_calendar(settings.calendar_path).get(day)
@@ -327,6 +329,22 @@ def _without_excluded_days(raw: pd.DataFrame, settings: Settings) -> pd.DataFram
     keep = ~raw["date"].isin(pd.to_datetime(sorted(excluded)))
     log.info("train: %d calendar day(s) left out of training", raw.loc[~keep, "date"].nunique())
     return raw[keep]
+
+
+def _model_and_counts(settings, day, model) -> tuple[tracking.LoadedModel, pd.DataFrame]:
+    """``model`` (default: the production model, loaded meanwhile in a second thread) and the
+    day's counts. The query waits on the database and loading on Python, so the two overlap."""
+    end = day + dt.timedelta(days=1)
+    if model is not None:
+        return model, _fetch(settings, day, end)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model") as pool:
+        loading = pool.submit(tracking.load_model, settings)
+        try:
+            raw = _fetch(settings, day, end)
+        except VolumeMonitorError:
+            loading.result()  # without a model no day can be scored: its error comes first
+            raise
+        return loading.result(), raw
 
 
 def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -25,7 +25,9 @@ from volume_monitor.config import Settings, redact_url
 from volume_monitor.db import first_line
 from volume_monitor.errors import ConfigError, ModelNotFoundError, TrackingError
 from volume_monitor.logs import mask
-from volume_monitor.model import TRUSTED_TYPES, VolumeDetector
+
+if TYPE_CHECKING:  # scikit-learn is imported where a model is built or loaded, not before
+    from volume_monitor.model import VolumeDetector
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,8 @@ def log_training(
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
+
+    from volume_monitor.model import TRUSTED_TYPES
 
     sample = frame.reset_index()
     with warnings.catch_warnings():  # the ETL never yields missing values in integer columns
@@ -208,6 +212,8 @@ def load_model(settings: Settings, version: str | None = None) -> LoadedModel:
     import skops.io
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
+
+    from volume_monitor.model import TRUSTED_TYPES
 
     mlflow_client = client(settings)
     name = settings.model_name
