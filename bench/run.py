@@ -10,7 +10,9 @@ each size, a scored day of that many events with realistic distinct user agents 
 2. ``deploy``: ``deploy.py --dry-run`` for that day, the whole process (the first night, with an
    empty user-agent cache, and the next, with it filled);
 3. ``naive``: raw events into pandas, ``user_agents.parse`` per row, ``groupby`` (small sizes);
-4. ``train``: ``train.py`` on the 365-day history, MLflow logging included.
+4. ``train``: ``train.py`` on the 365-day history, MLflow logging included;
+5. ``parse``: every distinct user agent of the largest day through the native path (rate per
+   second), then through ``user_agents.parse`` itself, counting the families that differ.
 
 It prints wall seconds, peak RSS and the ratios deploy / bare query and naive / deploy, and
 writes the same table to ``bench/results/latest.csv``.
@@ -81,8 +83,10 @@ def main() -> int:
     if args.measure:
         return measured_step(*args.measure)
     rows = []
-    for engine, url in engines(args.postgres):
+    for number, (engine, url) in enumerate(engines(args.postgres)):
         rows += bench_engine(engine, url, args.sizes, args.naive_max, args.history_events)
+        if number == 0:  # the parsers do not depend on the database
+            rows.append(parse_row(engine, url, max(args.sizes)))
     write_table(rows, args.out)
     return 0
 
@@ -196,6 +200,18 @@ def bench_engine(engine, url, sizes: list[int], naive_max: int, history: int) ->
     return rows
 
 
+def parse_row(engine: str, url: str, size: int) -> dict:
+    """Both parsers over the distinct agents of the largest day (still in the database)."""
+    measured = run(["bench/run.py", "--measure", "parse", url, str(SCORED_DAY)], {})
+    agents, seconds, mismatches = measured["out"].split()
+    step = (
+        f"user-agent parsing: {int(agents) / float(seconds):,.0f} distinct/s, "
+        f"{mismatches} differ from user_agents"
+    )
+    parsed = {**measured, "wall": float(seconds)}
+    return row(engine, f"{size:,}", step, parsed, distinct=int(agents))
+
+
 def run(command: list[str], env: dict[str, str]) -> dict:
     """Run ``command`` (a script of the project and its arguments) in a fresh process; its
     wall seconds and peak RSS."""
@@ -227,7 +243,7 @@ def row(engine, size, step, measured, bare=None, deploy=None, distinct=None) -> 
 
 
 def measured_step(kind: str, url: str, day: str) -> int:
-    """Run inside a measured process: the bare query, or the naive way."""
+    """Run inside a measured process: the bare query, the parsers, or the naive way."""
     from sqlalchemy import create_engine, text
 
     first = dt.date.fromisoformat(day)
@@ -240,6 +256,8 @@ def measured_step(kind: str, url: str, day: str) -> int:
             rows = connection.execute(read_query(QUERY), binds).fetchall()
         print(f"{len(rows)} aggregated rows")
         return 0
+    if kind == "parse":
+        return compare_parsers(engine, binds)
     import pandas as pd
     import user_agents
 
@@ -254,6 +272,28 @@ def measured_step(kind: str, url: str, day: str) -> int:
     events["date"] = pd.to_datetime(events["created_at"]).dt.normalize()
     counts = events.groupby(["date", "channelid", "actioncode", "os_family"]).size()
     print(f"{len(events)} events -> {len(counts)} series")
+    return 0
+
+
+def compare_parsers(engine, binds: dict) -> int:
+    """Print the distinct agents of the day, the native path's seconds over all of them (rules
+    loaded beforehand, no cache) and how many families differ from ``user_agents.parse``."""
+    from sqlalchemy import text
+
+    from volume_monitor.agents import os_family, slow_os_family
+
+    distinct = text(
+        "SELECT DISTINCT user_agent FROM activityhistory "
+        "WHERE created_at >= :start AND created_at < :end"
+    )
+    with engine.connect() as connection:
+        agents = [ua or "" for (ua,) in connection.execute(distinct, binds)]
+    os_family.__wrapped__("Mozilla/5.0 (Windows NT 10.0)")  # loads the rules
+    began = time.perf_counter()
+    fast = [os_family.__wrapped__(agent) for agent in agents]
+    seconds = time.perf_counter() - began
+    differ = sum(f != slow_os_family(a) for f, a in zip(fast, agents, strict=True))
+    print(len(agents), f"{seconds:.4f}", differ)
     return 0
 
 
