@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import user_agents
 
@@ -58,10 +59,15 @@ def slow_os_family(agent: str) -> str:
 
 @functools.cache
 def _native_resolver():
-    """ua-parser's native (Rust) resolver over the same built-in rules, or None."""
+    """ua-parser's native (Rust) resolver over the same built-in OS rules, or None. The
+    browser and device rules are left out: only the OS is asked for, and compiling them would
+    cost memory for nothing."""
     from ua_parser import RegexResolver, load_lazy_builtins
 
-    return RegexResolver(load_lazy_builtins()) if RegexResolver is not None else None
+    if RegexResolver is None:
+        return None
+    _, os_rules, _ = load_lazy_builtins()
+    return RegexResolver(([], os_rules, []))
 
 
 @functools.cache
@@ -138,24 +144,24 @@ def _rules_version() -> str:
 
 def os_families(agents: pd.Series, cache: FamilyCache | None = None) -> pd.Series:
     """The OS family of every element of ``agents``; each distinct value is parsed once (and
-    not at all when ``cache`` already knows it)."""
+    not at all when ``cache`` already knows it). Values stay Python objects until they are
+    families, so no text (a lone surrogate, say) has to be valid UTF-8."""
     began = time.perf_counter()
-    values = agents.astype(object).where(agents.notna(), "")
+    values = agents.to_numpy(dtype=object, na_value="")
     try:
-        distinct = pd.unique(values)
+        codes, distinct = pd.factorize(values)
     except TypeError:  # unhashable values, e.g. bytearray from a binary column
-        values = values.map(_hashable)
-        distinct = pd.unique(values)
-    texts = {value: _as_text(value) for value in distinct}
-    by_text = (cache or FamilyCache(None)).lookup(texts.values())
-    families = {value: by_text[text] for value, text in texts.items()}
+        codes, distinct = pd.factorize(np.frompyfunc(_hashable, 1, 1)(values))
+    texts = [_as_text(value) for value in distinct]
+    by_text = (cache or FamilyCache(None)).lookup(texts)
+    families = np.array([by_text[text] for text in texts], dtype=object)
     log.debug(
         "agents: %d distinct user agents -> %d OS families in %.2fs",
         len(distinct),
-        len(set(families.values())),
+        len(set(families)),
         time.perf_counter() - began,
     )
-    return values.map(families).astype(str)
+    return pd.Series(families[codes], index=agents.index, dtype=str)
 
 
 def _hashable(value: object) -> object:
