@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Date, bindparam, create_engine, text
 from sqlalchemy.engine import Engine, make_url
@@ -101,6 +102,7 @@ def fetch_chunks(
             result = streamed.execute(query, {"start": start, "end": end})
             with result:  # closed even when a chunk breaks the contract: no lock is left
                 columns = list(result.keys())
+                _warn_of_extra_columns(columns)
                 for part in result.partitions(rows):
                     total += len(part)
                     # plain tuples (pandas probes Row objects for attributes: 8x slower) into
@@ -115,6 +117,17 @@ def fetch_chunks(
         "db: %d aggregated rows for %s..%s in %.2fs", total, start, end,
         time.perf_counter() - began,
     )  # fmt: skip
+
+
+def _warn_of_extra_columns(columns: list[str]) -> None:
+    """Columns beyond the contract are dropped; their rows are summed into their series."""
+    known = {*KEY_COLUMNS, "count", *AGENT_COLUMNS}
+    extra = [str(c) for c in columns if str(c).lower() not in known]
+    if extra:
+        log.warning(
+            "db: the query's extra column(s) %s are ignored; their rows are summed per series",
+            ", ".join(extra),
+        )
 
 
 def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
@@ -185,4 +198,10 @@ def _counts(column: pd.Series) -> pd.Series:
         )
     if (counts < 0).any():
         raise QueryError(f"the query column count has {int((counts < 0).sum())} negative value(s)")
+    not_whole = ~np.isfinite(counts) | (counts % 1 != 0) | (counts >= 2**63)
+    if not_whole.any():
+        raise QueryError(
+            f"the query column count has {int(not_whole.sum())} value(s) that are not whole "
+            "numbers below 2**63"
+        )
     return counts.astype("int64")
