@@ -226,6 +226,7 @@ def score_day(
     began = time.perf_counter()
     _check_over(settings, day)
     model, raw = _model_and_counts(settings, day, model)
+    _warn_if_before_training(model, day)
     frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
     scored = model.detector.score(frame)
     known_day = known_days.read_calendar(settings.calendar_path).get(day)
@@ -329,6 +330,18 @@ def _without_excluded_days(raw: pd.DataFrame, settings: Settings) -> pd.DataFram
     keep = ~raw["date"].isin(pd.to_datetime(sorted(excluded)))
     log.info("train: %d calendar day(s) left out of training", raw.loc[~keep, "date"].nunique())
     return raw[keep]
+
+
+def _warn_if_before_training(model: tracking.LoadedModel, day: dt.date) -> None:
+    """A day before the training window is scored, with a warning: its baselines come from
+    later days. (Versions trained before the window was recorded carry no window.)"""
+    first = getattr(model.detector, "trained_from_", None)
+    if first and day.isoformat() < first:
+        log.warning(
+            "deploy: %s is before the training window of model version %s (%s..%s): it is "
+            "scored against baselines learnt from later days",
+            day, model.version, first, model.detector.trained_to_,
+        )  # fmt: skip
 
 
 def _model_and_counts(settings, day, model) -> tuple[tracking.LoadedModel, pd.DataFrame]:

@@ -109,6 +109,8 @@ class VolumeDetector(BaseEstimator):
         if self.method not in METHODS or (self.method == "zscore" and self.features != "baseline"):
             raise ValueError(f"method must be one of {METHODS} (zscore with baseline features)")
         frame = _with_date_column(frame)
+        dates = pd.to_datetime(frame["date"])
+        self.trained_from_, self.trained_to_ = (f"{d:%Y-%m-%d}" for d in (dates.min(), dates.max()))
         series = frame[SERIES_KEYS].drop_duplicates().sort_values(SERIES_KEYS)
         self.series_ = series.astype(str).values.tolist()
         index = self._series_index(frame)
