@@ -108,9 +108,7 @@ def _query(settings: Settings, database_ok: bool) -> str:
 
 def _store(settings: Settings) -> str:
     # Opening a missing local store would create an empty one instead of reporting the path.
-    store_file = db.sqlite_file(settings.tracking_uri)
-    if store_file is not None and not store_file.is_file():
-        raise _Broken(f"the MLflow store file {store_file} does not exist (train.py creates it)")
+    tracking.require_store(settings)
     mlflow_client = tracking.client(settings)
     with tracking.store_errors(settings):
         experiment = mlflow_client.get_experiment_by_name(settings.experiment)

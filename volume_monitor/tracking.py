@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from volume_monitor.config import Settings, redact_url
-from volume_monitor.db import first_line
+from volume_monitor.db import first_line, sqlite_file
 from volume_monitor.errors import ConfigError, ModelNotFoundError, TrackingError
 from volume_monitor.logs import mask
 
@@ -206,15 +206,27 @@ def promote(settings: Settings, reference: str) -> str:
     return version
 
 
+def require_store(settings: Settings) -> None:
+    """Raise :class:`TrackingError` when the store is a SQLite file that does not exist: only
+    training creates one, so a mistyped path is not silently replaced by an empty store."""
+    store_file = sqlite_file(settings.tracking_uri)
+    if store_file is not None and not store_file.is_file():
+        raise TrackingError(
+            f"the MLflow store file {store_file} does not exist (train.py creates it)"
+        )
+
+
 def load_model(settings: Settings, version: str | None = None) -> LoadedModel:
     """The model version that carries ``VM_MODEL_ALIAS`` (or, when given, ``version``), loaded
     with trusted types only."""
     import skops.io
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     from volume_monitor.model import TRUSTED_TYPES
 
+    require_store(settings)
     mlflow_client = client(settings)
     name = settings.model_name
     uri = f"models:/{name}/{version}" if version else f"models:/{name}@{settings.model_alias}"
@@ -239,12 +251,21 @@ def load_model(settings: Settings, version: str | None = None) -> LoadedModel:
             local = download_artifacts(
                 artifact_uri=f"models:/{settings.model_name}/{found.version}", dst_path=scratch
             )
+            detector = skops.io.load(Path(local) / MODEL_FILE, trusted=TRUSTED_TYPES)
         except (MlflowException, OSError) as exc:
+            reason = (
+                getattr(exc, "message", None) or f"{MODEL_FILE}: {getattr(exc, 'strerror', exc)}"
+            )
             raise ModelNotFoundError(
                 f"the artifacts of {settings.model_name} version {found.version} cannot be read: "
-                f"{getattr(exc, 'message', exc)}"
+                f"{reason}"
             ) from None
-        detector = skops.io.load(Path(local) / MODEL_FILE, trusted=TRUSTED_TYPES)
+        except UntrustedTypesFoundException as exc:
+            untrusted = str(exc).splitlines()[0].removeprefix("Untrusted types found in the file: ")
+            raise ModelNotFoundError(
+                f"{settings.model_name} version {found.version} is not loaded: it holds types "
+                f"this package does not trust: {untrusted.rstrip('.')}"
+            ) from None
     log.info("tracking: loaded %s (version %s)", uri, found.version)
     return LoadedModel(detector, uri, str(found.version), found.run_id or "")
 
