@@ -312,14 +312,19 @@ def _line(row: pd.Series) -> str:
     )
 
 
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
 def smtp_reason(exc: BaseException) -> str:
     """The one-line cause of an SMTP failure: the server's reply as code and text, or the
     exception's first line."""
-    if isinstance(exc, smtplib.SMTPResponseException):
-        text = (
-            exc.smtp_error.decode(errors="replace")
-            if isinstance(exc.smtp_error, bytes)
-            else str(exc.smtp_error)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = "; ".join(
+            f"{address} ({code} {_text(reply)})"
+            for address, (code, reply) in exc.recipients.items()
         )
-        return f"{exc.smtp_code} {text}".strip()
+        return f"every recipient was refused: {refused}"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}".strip()
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
