@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from volume_monitor.config import DEFAULTS, load_settings, redact_url
+from volume_monitor.config import DEFAULTS, load_settings, redact_url, warn_unknown_keys
 from volume_monitor.errors import ConfigError
 from volume_monitor.logs import MASK, mask, setup_logging
 
@@ -214,8 +214,10 @@ def test_smtp_user_with_password_is_accepted(tmp_path):
 def test_unknown_vm_keys_are_warned_about(tmp_path, caplog):
     env_file = write_env(tmp_path, VM_RESUTLS_DIR="typo-in-file")
     environ = {"VM_MODEL_NAMEE": "typo-in-environ", "VM_EXPERIMENT": "known", "HOME": "/x"}
+    settings = load_settings(env_file=env_file, environ=environ)
+    assert settings.unknown_keys == ("VM_MODEL_NAMEE", "VM_RESUTLS_DIR")
     with caplog.at_level(logging.WARNING, logger="volume_monitor.config"):
-        settings = load_settings(env_file=env_file, environ=environ)
+        warn_unknown_keys(settings)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 2
     assert any("VM_RESUTLS_DIR" in m for m in warned)

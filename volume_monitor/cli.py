@@ -17,7 +17,13 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from volume_monitor import jobs
-from volume_monitor.config import DEFAULTS, Settings, load_settings, redact_url
+from volume_monitor.config import (
+    DEFAULTS,
+    Settings,
+    load_settings,
+    redact_url,
+    warn_unknown_keys,
+)  # fmt: skip
 from volume_monitor.errors import ConfigError, DatabaseError, VolumeMonitorError
 from volume_monitor.logs import mask, setup_logging
 
@@ -41,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         setup_logging(settings.log_file, settings.log_level, settings.secrets)
         logging_ready = True
+        warn_unknown_keys(settings)
         return args.handler(settings, args) or 0
     except VolumeMonitorError as exc:
         message = mask(str(exc), settings.secrets if settings else ())

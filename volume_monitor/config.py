@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
@@ -94,6 +94,7 @@ class Settings:
     smtp: SmtpSettings
     calendar_path: Path | None = None
     ua_cache_path: Path | None = None
+    unknown_keys: tuple[str, ...] = ()  # VM_* names that are no setting: likely typos
 
     @property
     def artifact_dir(self) -> Path | None:
@@ -140,16 +141,16 @@ def load_settings(
     environ = os.environ if environ is None else environ
     from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
     values = {**DEFAULTS, **from_file, **{k: environ[k] for k in DEFAULTS if k in environ}}
-    warn_unknown_keys({**from_file, **environ})
-    return _build(values)
+    given = {**from_file, **environ}
+    unknown = tuple(sorted(k for k in given if k.startswith("VM_") and k not in DEFAULTS))
+    return replace(_build(values), unknown_keys=unknown)
 
 
-def warn_unknown_keys(values: Mapping[str, str]) -> list[str]:
-    """Log a warning for each ``VM_*`` key that is not a known setting (likely a typo)."""
-    unknown = sorted(k for k in values if k.startswith("VM_") and k not in DEFAULTS)
-    for key in unknown:
+def warn_unknown_keys(settings: Settings) -> None:
+    """Log a warning for each ``VM_*`` key that is not a known setting (likely a typo); called
+    once logging is set up, so the warning reaches the log file too."""
+    for key in settings.unknown_keys:
         log.warning("unknown setting %s is ignored (known: see .env.example)", key)
-    return unknown
 
 
 def _build(v: Mapping[str, str]) -> Settings:
