@@ -164,9 +164,11 @@ def save_figure(figure, path: Path, dpi: int) -> Path:
     """Write a matplotlib figure to ``path`` as PNG, atomically, and release it."""
     import matplotlib.pyplot as plt
 
-    figure.tight_layout()
-    write_atomic(path, lambda p: figure.savefig(p, format="png", dpi=dpi))
-    plt.close(figure)
+    try:
+        figure.tight_layout()
+        write_atomic(path, lambda p: figure.savefig(p, format="png", dpi=dpi))
+    finally:  # released even when the file cannot be written: a backfill keeps going
+        plt.close(figure)
     return path
 
 
