@@ -12,7 +12,10 @@ import datetime as dt
 import email
 import email.policy
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,3 +231,82 @@ def smtp_env(port: int, to: str = "oncall@example.com") -> dict[str, str]:
         "ALERT_FROM": "monitor@example.com",
         "SMTP_TIMEOUT": "5",
     }
+
+
+# --- the scripts as cron runs them ------------------------------------------------------
+
+SETTING_PREFIXES = ("VM_", "SMTP_", "ALERT_", "MLFLOW_")
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without any setting of the monitor, MLflow or SMTP."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+
+
+def run(script: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd,
+        env={**clean_environment(), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if " ERROR " in line or "error:" in line]
+
+
+@pytest.fixture
+def workdir(tmp_path, demo_sqlite) -> Path:
+    """An install-like folder: relative default paths, the demo database under data/."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(demo_sqlite, tmp_path / "data" / "demo.db")
+    (tmp_path / "sql").mkdir()
+    shutil.copy(QUERY, tmp_path / "sql" / QUERY.name)
+    return tmp_path
+
+
+@pytest.fixture
+def trained_workdir(workdir, trained_store) -> Path:
+    """``workdir`` with a copy of the session's trained MLflow store (version 1 promoted)."""
+    shutil.copytree(trained_store / "mlruns", workdir / "mlruns")
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def scored_install(tmp_path_factory, demo_sqlite, trained_store) -> Path:
+    """An install-like folder (demo database, query, trained store) whose ``LAST_DAY`` was
+    scored once by a dry run: the results that a bad run must leave alone."""
+    folder = tmp_path_factory.mktemp("scored")
+    (folder / "data").mkdir()
+    shutil.copy(demo_sqlite, folder / "data" / "demo.db")
+    (folder / "sql").mkdir()
+    shutil.copy(QUERY, folder / "sql" / QUERY.name)
+    shutil.copytree(trained_store / "mlruns", folder / "mlruns")
+    scored = run("deploy.py", "--date", str(LAST_DAY), "--dry-run", cwd=folder)
+    assert scored.returncode == 0, scored.stderr
+    return folder
+
+
+@pytest.fixture
+def install(scored_install, tmp_path) -> Path:
+    """A private copy of ``scored_install``."""
+    copy = tmp_path / "install"
+    shutil.copytree(scored_install, copy)
+    return copy
+
+
+def results_of(install: Path) -> dict[str, bytes]:
+    """Every file under results/, by relative path."""
+    results = install / "results"
+    return {
+        str(path.relative_to(results)): path.read_bytes()
+        for path in sorted(results.rglob("*"))
+        if path.is_file() and not path.name.startswith(".volume-monitor.lock")
+    }
+
+
+def log_of(install: Path) -> str:
+    return (install / "logs" / "volume-monitor.log").read_text()

@@ -6,51 +6,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-
-from conftest import FIRST_DAY, LAST_DAY, MISSING_DAY, QUERY, ROOT, STALL_DAY, free_port
-from volume_monitor import runlock
-
-SETTING_PREFIXES = ("VM_", "SMTP_", "ALERT_", "MLFLOW_")
-
-
-def run(script: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        cwd=cwd,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if " ERROR " in line or "error:" in line]
-
-
-@pytest.fixture
-def workdir(tmp_path, demo_sqlite) -> Path:
-    """An install-like folder: relative default paths, the demo database under data/."""
-    (tmp_path / "data").mkdir()
-    shutil.copy(demo_sqlite, tmp_path / "data" / "demo.db")
-    (tmp_path / "sql").mkdir()
-    shutil.copy(QUERY, tmp_path / "sql" / QUERY.name)
-    return tmp_path
-
-
-@pytest.fixture
-def trained_workdir(workdir, trained_store) -> Path:
-    """``workdir`` with a copy of the session's trained MLflow store (version 1 promoted)."""
-    shutil.copytree(trained_store / "mlruns", workdir / "mlruns")
-    return workdir
+from conftest import (
+    FIRST_DAY,
+    LAST_DAY,
+    MISSING_DAY,
+    QUERY,
+    STALL_DAY,
+    error_lines,
+    free_port,
+    run,
+    settings_in,
+)  # fmt: skip
+from volume_monitor import runlock, tracking
 
 
 def test_train_then_deploy_with_default_paths(workdir):
@@ -101,6 +70,7 @@ def test_query_missing_a_column_is_one_line_exit_1(workdir):
 
 
 def test_no_production_alias_is_one_line_exit_1(workdir):
+    tracking.client(settings_in(workdir))  # an MLflow store without any model
     result = run("deploy.py", "--date", str(LAST_DAY), cwd=workdir)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
