@@ -253,12 +253,9 @@ def load_model(settings: Settings, version: str | None = None) -> LoadedModel:
             )
             detector = skops.io.load(Path(local) / MODEL_FILE, trusted=TRUSTED_TYPES)
         except (MlflowException, OSError) as exc:
-            reason = (
-                getattr(exc, "message", None) or f"{MODEL_FILE}: {getattr(exc, 'strerror', exc)}"
-            )
             raise ModelNotFoundError(
                 f"the artifacts of {settings.model_name} version {found.version} cannot be read: "
-                f"{reason}"
+                f"{_artifact_reason(exc)}"
             ) from None
         except UntrustedTypesFoundException as exc:
             untrusted = str(exc).splitlines()[0].removeprefix("Untrusted types found in the file: ")
@@ -268,6 +265,14 @@ def load_model(settings: Settings, version: str | None = None) -> LoadedModel:
             ) from None
     log.info("tracking: loaded %s (version %s)", uri, found.version)
     return LoadedModel(detector, uri, str(found.version), found.run_id or "")
+
+
+def _artifact_reason(exc: Exception) -> str:
+    """MLflow's message, or the OS error with the name of the file it concerns (whether the
+    download or the model file failed)."""
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{Path(exc.filename).name}: {exc.strerror}"
+    return getattr(exc, "message", None) or str(exc)
 
 
 def list_runs(settings: Settings) -> pd.DataFrame:
