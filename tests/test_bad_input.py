@@ -35,6 +35,11 @@ WHERE_DAY = "FROM activityhistory WHERE created_at >= :start AND created_at < :e
 GROUP_DAY = "GROUP BY DATE(created_at), channelid, actioncode, user_agent"
 
 
+def counted_as(count: str) -> str:
+    """The day's contract query with ``count`` as its count expression."""
+    return f"{SELECT_DAY}, {count} AS count {WHERE_DAY} {GROUP_DAY}"
+
+
 def query_file(install: Path, sql: str) -> str:
     path = install / "sql" / "case.sql"
     path.write_text(sql + "\n")
@@ -77,21 +82,15 @@ ERRORS = {
         sql="SELECT DATE(created_at) AS date, channelid, COUNT(*) AS count "
         f"{WHERE_DAY} GROUP BY DATE(created_at), channelid",
     ),
-    "query count not a number": Case(
-        {}, "column count has", sql=f"{SELECT_DAY}, 'many' AS count {WHERE_DAY} {GROUP_DAY}"
-    ),
+    "query count not a number": Case({}, "column count has", sql=counted_as("'many'")),
     "query date not a date": Case(
         {},
         "column date has",
         sql="SELECT 'someday' AS date, channelid, actioncode, user_agent, COUNT(*) AS count "
         f"{WHERE_DAY} GROUP BY channelid, actioncode, user_agent",
     ),
-    "query NULL counts": Case(
-        {}, "NULL or non-numeric", sql=f"{SELECT_DAY}, NULL AS count {WHERE_DAY} {GROUP_DAY}"
-    ),
-    "query negative counts": Case(
-        {}, "negative value(s)", sql=f"{SELECT_DAY}, -COUNT(*) AS count {WHERE_DAY} {GROUP_DAY}"
-    ),
+    "query NULL counts": Case({}, "NULL or non-numeric", sql=counted_as("NULL")),
+    "query negative counts": Case({}, "negative value(s)", sql=counted_as("-COUNT(*)")),
     "query on a missing table": Case(
         {},
         "the query failed",

@@ -23,7 +23,7 @@ from volume_monitor.config import (
     load_settings,
     redact_url,
     warn_unknown_keys,
-)  # fmt: skip
+)
 from volume_monitor.errors import ConfigError, DatabaseError, VolumeMonitorError
 from volume_monitor.logs import mask, setup_logging
 
