@@ -49,3 +49,11 @@ class AlreadyRunningError(VolumeMonitorError):
     """Another volume-monitor run is scoring; this one did nothing."""
 
     exit_code = 0  # not a failure: the other run does the work
+
+
+class StateError(VolumeMonitorError):
+    """The state store could not be used."""
+
+
+class ModelMismatchError(VolumeMonitorError):
+    """The model was trained for another monitor, query or dimensions."""
