@@ -12,15 +12,16 @@ $(INSTALLED): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(INSTALLED)
 
-# The demo always uses the demo database and query, whatever .env says.
-DEMO_ENV := VM_DATABASE_URL=sqlite:///data/demo.db VM_QUERY=sql/daily_volume.sql
+# The demo always uses the demo database and its two monitors, whatever .env says.
+DEMO_ENV := VM_MONITORS=monitors.demo.yml
 
 demo: $(INSTALLED)
 	$(DEMO_ENV) $(PY) -m volume_monitor.cli demo-db --url sqlite:///data/demo.db
 	$(DEMO_ENV) $(PY) train.py --promote
 	$(DEMO_ENV) $(PY) deploy.py
 	@echo
-	@echo "Results: results/ (one folder per scored day). Runs and models: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
+	@echo "Results: results/<monitor>/<day>/. History: $(DEMO_ENV) $(VENV)/bin/volume-monitor history --monitor orders"
+	@echo "Runs and models: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
 
 test: $(INSTALLED) lint
 	$(PY) -m pytest
@@ -34,4 +35,4 @@ format: $(INSTALLED)
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) data/*.db results/20* mlruns/mlflow.db mlruns/artifacts logs/*.log*
+	rm -rf $(VENV) data/*.db results/*/ mlruns/mlflow.db mlruns/artifacts logs/*.log* state/*.db*

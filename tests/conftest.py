@@ -129,6 +129,7 @@ def settings_in(folder: Path, **env: str) -> Settings:
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
         "VM_RESULTS_DIR": str(folder / "results"),
         "VM_LOG_FILE": str(folder / "logs" / "volume-monitor.log"),
+        "VM_STATE_URL": f"sqlite:///{folder / 'state' / 'volume-monitor.db'}",
     }
     values.update(env)
     return load_settings(env_file=folder / "absent.env", environ=values)
@@ -154,12 +155,17 @@ def trained_store(tmp_path_factory, demo_sqlite) -> Path:
     return folder
 
 
+def copy_trained(trained_store: Path, folder: Path) -> None:
+    """Copy the trained MLflow store and the state store it seeded into ``folder``."""
+    shutil.copytree(trained_store / "mlruns", folder / "mlruns")
+    shutil.copytree(trained_store / "state", folder / "state")
+
+
 @pytest.fixture
 def trained_settings(trained_store, demo_sqlite, tmp_path):
     """Settings on a private copy of the trained MLflow store; ``env`` overrides settings."""
-    import shutil
 
-    shutil.copytree(trained_store / "mlruns", tmp_path / "mlruns")
+    copy_trained(trained_store, tmp_path)
 
     def make(**env: str) -> Settings:
         return settings_in(tmp_path, **{"VM_DATABASE_URL": f"sqlite:///{demo_sqlite}", **env})
@@ -270,8 +276,9 @@ def workdir(tmp_path, demo_sqlite) -> Path:
 
 @pytest.fixture
 def trained_workdir(workdir, trained_store) -> Path:
-    """``workdir`` with a copy of the session's trained MLflow store (version 1 promoted)."""
-    shutil.copytree(trained_store / "mlruns", workdir / "mlruns")
+    """``workdir`` with a copy of the session's trained MLflow store (version 1 promoted) and
+    state store."""
+    copy_trained(trained_store, workdir)
     return workdir
 
 
@@ -284,7 +291,7 @@ def scored_install(tmp_path_factory, demo_sqlite, trained_store) -> Path:
     shutil.copy(demo_sqlite, folder / "data" / "demo.db")
     (folder / "sql").mkdir()
     shutil.copy(QUERY, folder / "sql" / QUERY.name)
-    shutil.copytree(trained_store / "mlruns", folder / "mlruns")
+    copy_trained(trained_store, folder)
     scored = run("deploy.py", "--date", str(LAST_DAY), "--dry-run", cwd=folder)
     assert scored.returncode == 0, scored.stderr
     return folder
@@ -310,3 +317,15 @@ def results_of(install: Path) -> dict[str, bytes]:
 
 def log_of(install: Path) -> str:
     return (install / "logs" / "volume-monitor.log").read_text()
+
+
+def outbox(folder: Path) -> list:
+    """Every delivery in the state store of an install-like ``folder``, oldest first."""
+    from volume_monitor import state
+
+    with state.open_store(f"sqlite:///{folder / 'state' / 'volume-monitor.db'}") as store:
+        return store.undelivered("email", dt.date(2000, 1, 1), dt.date(2100, 1, 1)) + [
+            d
+            for day in store.days("default", dt.date(2000, 1, 1), dt.date(2100, 1, 1))
+            if (d := store.delivery("default", day.date, "email", "alert")) and d.status == "sent"
+        ]

@@ -64,7 +64,7 @@ def test_alert_arrives_with_subject_recipients_series_and_histogram(trained_sett
 
     assert len(inbox.messages) == 1
     message, envelope = inbox.messages[0], inbox.envelopes[0]
-    anomalies = result.summary["anomalies"]
+    anomalies = result.summary.anomalies
     assert message["Subject"].startswith(f"[volume-monitor] {LAST_DAY}: {anomalies} anomalous")
     assert sorted(envelope.rcpt_tos) == ["lead@example.com", "oncall@example.com"]
     assert envelope.mail_from == "monitor@example.com"
@@ -129,7 +129,7 @@ def test_dry_run_sends_nothing_but_writes_the_message(trained_settings, smtp_ser
     result = jobs.score_day(settings, LAST_DAY, dry_run=True)
 
     assert inbox.messages == []
-    assert result.summary["alert"] is True and result.summary["notified"] is False
+    assert result.summary.alert is True and result.summary.notified is False
     written = (result.folder / "email.txt").read_text()
     assert f"Subject: [volume-monitor] {LAST_DAY}" in written
     assert "To: oncall@example.com" in written
@@ -141,7 +141,7 @@ def test_without_smtp_settings_the_message_is_written_for_the_user(trained_setti
     written = (result.folder / "email.txt").read_text()
     assert "mobile/view/Android" in written
     assert "low" in written and "Attachments: histogram.png" in written
-    assert result.summary["notified"] is False
+    assert result.summary.notified is False
 
 
 def test_rerun_does_not_email_again_unless_forced(trained_settings, smtp_server):
@@ -151,7 +151,7 @@ def test_rerun_does_not_email_again_unless_forced(trained_settings, smtp_server)
     jobs.score_day(settings, LAST_DAY)
     again = jobs.score_day(settings, LAST_DAY)
     assert len(inbox.messages) == 1
-    assert again.summary["notified"] is True, "the earlier delivery stays recorded"
+    assert again.summary.notified is True, "the earlier delivery stays recorded"
 
     jobs.score_day(settings, LAST_DAY, force=True)
     assert len(inbox.messages) == 2
@@ -165,7 +165,7 @@ def test_smtp_down_keeps_results_and_raises_delivery_error(trained_settings):
 
     assert caught.value.exit_code == 3
     assert "cannot send the alert through 127.0.0.1" in str(caught.value)
-    folder = settings.results_dir / str(LAST_DAY)
+    folder = settings.results_dir / "default" / str(LAST_DAY)
     assert (folder / "scores.csv").is_file() and (folder / "histogram.png").is_file()
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["notified"] is False
@@ -206,7 +206,8 @@ def scored_day(anomalies: int, rows: int = 10) -> pd.DataFrame:
 def test_alert_rules(tmp_path, env, anomalies, missing, alert_expected, reason_start):
     from conftest import settings_in
 
-    decision = alert.decide(scored_day(anomalies), settings_in(tmp_path, **env), missing)
+    monitor = settings_in(tmp_path, **env).monitor()
+    decision = alert.decide(scored_day(anomalies), monitor, missing)
     assert decision.alert is alert_expected
     if reason_start:
         assert decision.reasons[0].startswith(reason_start)
@@ -239,7 +240,9 @@ def test_partly_refused_recipients_count_as_sent_but_fail_the_run(trained_settin
 
     with pytest.raises(AlertDeliveryError, match=r"refused recipient.*typo@example\.com"):
         jobs.score_day(settings, LAST_DAY)
-    summary = json.loads((settings.results_dir / str(LAST_DAY) / "summary.json").read_text())
+    summary = json.loads(
+        (settings.results_dir / "default" / str(LAST_DAY) / "summary.json").read_text()
+    )
     assert summary["notified"] is True
     assert summary["refused_recipients"] == ["typo@example.com"]
 
@@ -252,8 +255,8 @@ def test_series_moving_together_get_one_line_before_the_list(trained_settings):
     scores = pd.read_csv(result.folder / "scores.csv")
     web = scores[scores["channelid"] == "web"]
     flagged = int(web["is_anomaly"].sum())
-    line = f"channel web: {flagged} of {len(web)} series high (mostly duplicate)"
-    assert result.summary["groups"] == [line]
+    line = f"channelid=web: {flagged} of {len(web)} series high (mostly duplicate)"
+    assert result.summary.groups == [line]
     written = (result.folder / "email.txt").read_text()
     assert written.index(line) < written.index("Anomalous series")
 
@@ -267,4 +270,19 @@ def test_group_lines_need_three_series_in_one_direction():
             "cause": ["stall", "stall", "drop", "", "spike", "drop", ""],
         }
     )
-    assert alert.group_lines(scored) == ["channel web: 3 of 4 series low (mostly stall)"]
+    dimensions = ["channelid", "actioncode"]
+    assert alert.group_lines(scored, dimensions) == [
+        "channelid=web: 3 of 4 series low (mostly stall)"
+    ]
+
+
+def test_group_lines_of_a_single_dimension_speak_of_all_series():
+    scored = pd.DataFrame(
+        {
+            "country": ["DE", "FR", "GB", "ES"],
+            "is_anomaly": [True, True, True, False],
+            "direction": ["low", "low", "low", ""],
+            "cause": ["drop", "drop", "stall", ""],
+        }
+    )
+    assert alert.group_lines(scored, ["country"]) == ["all series: 3 of 4 series low (mostly drop)"]

@@ -99,7 +99,27 @@ ERRORS = {
         f"{GROUP_DAY}",
     ),
     "day not over yet": Case({}, "is not over yet", args=["--date", TOMORROW]),
+    "query changed since training": Case(
+        {},
+        "cannot score the monitor 'default': it was trained on another query",
+        sql=f"{SELECT_DAY}, COUNT(*) AS count {WHERE_DAY} AND channelid <> 'api' {GROUP_DAY}",
+    ),
+    "query with other dimensions than the model's": Case(
+        {"VM_MONITORS": "monitors.yml"},
+        "it was trained on the dimensions channelid, actioncode, os_family, and the query now "
+        "returns channelid, os_family",
+        sql="SELECT DATE(created_at) AS date, channelid, user_agent, COUNT(*) AS count "
+        f"{WHERE_DAY} GROUP BY DATE(created_at), channelid, user_agent",
+    ),
 }
+# A monitors file whose one monitor, named default, takes every column as a dimension.
+FREE_DIMENSIONS = """\
+monitors:
+  default:
+    database_url: sqlite:///data/demo.db
+    query: sql/case.sql
+    model_name: volume-monitor
+"""
 
 
 @pytest.mark.parametrize("name", list(ERRORS))
@@ -109,6 +129,8 @@ def test_bad_input_is_one_line_exit_1_and_keeps_the_results(install, name):
     env = dict(case.env)
     if case.sql:
         env["VM_QUERY"] = query_file(install, case.sql)
+    if "VM_MONITORS" in env:
+        (install / env["VM_MONITORS"]).write_text(FREE_DIMENSIONS)
     result = run("deploy.py", *case.args, cwd=install, **env)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr + log_of(install)
@@ -138,28 +160,33 @@ def test_wrong_credentials_are_one_line_without_the_password(install):
 # --- documented treatments: scored, and the log says what was done -------------------------
 
 
-def test_extra_query_columns_are_ignored_with_a_warning(install):
-    before = results_of(install)
+def test_extra_query_columns_are_ignored_with_a_warning(install, caplog):
     sql = (
         "SELECT DATE(created_at) AS date, channelid, actioncode, user_agent, 'eu' AS region, "
         f"COUNT(*) AS count {WHERE_DAY} {GROUP_DAY}"
     )
-    result = run(
-        "deploy.py", "--date", str(LAST_DAY), "--dry-run", cwd=install,
-        VM_QUERY=query_file(install, sql),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "the query's extra column(s) region are ignored" in log_of(install)
-    after = results_of(install)
-    assert after[f"{LAST_DAY}/scores.csv"] == before[f"{LAST_DAY}/scores.csv"]
+    engine = db.make_engine(f"sqlite:///{install / 'data' / 'demo.db'}")
+    plain = db.read_query(install / "sql" / "daily_volume.sql")
+    extra = db.read_query(install / query_file(install, sql))
+    with caplog.at_level("WARNING"):
+        counts = [
+            etl.regroup(db.fetch(engine, query, LAST_DAY, LAST_DAY + dt.timedelta(days=1)))
+            for query in (plain, extra)
+        ]
+    assert "the query's extra column(s) region are ignored" in caplog.text
+    pd.testing.assert_frame_equal(counts[0], counts[1])
+    assert counts[0]["count"].sum() > 1000
 
 
 def test_a_day_without_rows_is_the_missing_day_alert(install):
     result = run("deploy.py", "--date", str(MISSING_DAY), "--dry-run", cwd=install)
     assert result.returncode == 0, result.stderr
-    summary = (install / "results" / str(MISSING_DAY) / "summary.json").read_text()
+    summary = (install / "results" / "default" / str(MISSING_DAY) / "summary.json").read_text()
     assert '"missing_day": true' in summary and '"alert": true' in summary
-    assert "no data at all" in (install / "results" / str(MISSING_DAY) / "email.txt").read_text()
+    assert (
+        "no data at all"
+        in (install / "results" / "default" / str(MISSING_DAY) / "email.txt").read_text()
+    )
 
 
 def test_a_day_before_the_training_window_is_scored_with_a_warning(install):
@@ -170,20 +197,22 @@ def test_a_day_before_the_training_window_is_scored_with_a_warning(install):
         f"{early} is before the training window of model version 1 "
         f"({FIRST_DAY}..{LAST_DAY})" in log_of(install)
     )
-    assert (install / "results" / str(early) / "scores.csv").is_file()
+    assert (install / "results" / "default" / str(early) / "scores.csv").is_file()
 
 
 def test_a_day_of_only_new_series_flags_the_known_ones_and_reports_the_new(install):
-    sql = (
-        "SELECT DATE(created_at) AS date, 'new-' || channelid AS channelid, actioncode, "
-        f"user_agent, COUNT(*) AS count {WHERE_DAY} {GROUP_DAY}"
-    )
-    result = run(
-        "deploy.py", "--date", str(LAST_DAY - dt.timedelta(days=1)), "--dry-run", cwd=install,
-        VM_QUERY=query_file(install, sql),
-    )  # fmt: skip
+    day = LAST_DAY - dt.timedelta(days=1)
+    with sqlite3.connect(install / "data" / "demo.db") as connection:  # the channels renamed
+        connection.execute(
+            "UPDATE activityhistory SET channelid = 'new-' || channelid WHERE created_at >= ? "
+            "AND created_at < ?",
+            (str(day), str(LAST_DAY)),
+        )
+    result = run("deploy.py", "--date", str(day), "--dry-run", cwd=install)
     assert result.returncode == 0, result.stderr
-    scores = pd.read_csv(install / "results" / str(LAST_DAY - dt.timedelta(days=1)) / "scores.csv")
+    scores = pd.read_csv(
+        install / "results" / "default" / str(LAST_DAY - dt.timedelta(days=1)) / "scores.csv"
+    )
     new = scores[scores["channelid"].str.startswith("new-")]
     known = scores[~scores["channelid"].str.startswith("new-")]
     assert len(new) > 0 and set(new["cause"]) == {"new_series"} and not new["is_anomaly"].any()
@@ -214,7 +243,7 @@ def test_odd_user_agents_in_the_database_are_counted_as_other(install):
     before = run("deploy.py", "--date", str(day), "--dry-run", cwd=install)
     assert before.returncode == 0, before.stderr
     assert "Traceback" not in before.stderr
-    scores = pd.read_csv(install / "results" / str(day) / "scores.csv")
+    scores = pd.read_csv(install / "results" / "default" / str(day) / "scores.csv")
     with sqlite3.connect(install / "data" / "demo.db") as connection:
         [(events,)] = connection.execute(
             "SELECT COUNT(*) FROM activityhistory WHERE created_at >= ? AND created_at < ?",

@@ -32,7 +32,7 @@ def test_train_then_deploy_with_default_paths(workdir):
 
     deployed = run("deploy.py", "--date", str(LAST_DAY), "--dry-run", cwd=workdir)
     assert deployed.returncode == 0, deployed.stderr
-    folder = workdir / "results" / str(LAST_DAY)
+    folder = workdir / "results" / "default" / str(LAST_DAY)
     assert f"results in {folder}" in deployed.stdout
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["alert"] is True and summary["notified"] is False
@@ -76,7 +76,7 @@ def test_no_production_alias_is_one_line_exit_1(workdir):
     assert "Traceback" not in result.stderr
     [line] = error_lines(result.stderr)
     assert "no model version of 'volume-monitor' has the alias 'production'" in line
-    assert not (workdir / "results" / str(LAST_DAY)).exists()
+    assert not (workdir / "results" / "default" / str(LAST_DAY)).exists()
 
 
 def test_bad_setting_is_reported_before_anything_runs(workdir):
@@ -120,7 +120,7 @@ def test_promote_and_runs_commands(trained_settings, tmp_path, monkeypatch, caps
 
 def settings_env(settings) -> dict[str, str]:
     return {
-        "VM_DATABASE_URL": settings.database_url,
+        "VM_DATABASE_URL": settings.monitor().database_url,
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "VM_RESULTS_DIR": str(settings.results_dir),
         "VM_LOG_FILE": str(settings.log_file),
@@ -192,13 +192,13 @@ def test_smtp_down_exits_3_after_writing_results(trained_workdir):
     assert result.returncode == 3 and "Traceback" not in result.stderr
     [line] = error_lines(result.stderr)
     assert "cannot send the alert through 127.0.0.1" in line
-    folder = trained_workdir / "results" / str(LAST_DAY)
+    folder = trained_workdir / "results" / "default" / str(LAST_DAY)
     assert json.loads((folder / "summary.json").read_text())["notified"] is False
     assert (folder / "scores.csv").is_file()
 
 
 def test_a_second_run_exits_cleanly_while_another_holds_the_lock(trained_workdir):
-    results = trained_workdir / "results"
+    results = trained_workdir / "results" / "default"
     with runlock.held(results):
         blocked = run("deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir)
     assert blocked.returncode == 0 and "Traceback" not in blocked.stderr
@@ -212,10 +212,10 @@ def test_backfill_of_30_days_writes_30_folders_and_one_summary(trained_workdir):
     start, end = MISSING_DAY, MISSING_DAY + dt.timedelta(days=29)
     result = run("deploy.py", "--start", str(start), "--end", str(end), cwd=trained_workdir)
     assert result.returncode == 0, result.stderr
-    folders = sorted(p.name for p in (trained_workdir / "results").glob("20*"))
+    folders = sorted(p.name for p in (trained_workdir / "results" / "default").glob("20*"))
     assert folders == [str(start + dt.timedelta(days=n)) for n in range(30)]
-    summaries = [json.loads((trained_workdir / "results" / f / "summary.json").read_text())
-                 for f in folders]  # fmt: skip
+    monitor_dir = trained_workdir / "results" / "default"
+    summaries = [json.loads((monitor_dir / f / "summary.json").read_text()) for f in folders]
     alerting = [s["date"] for s in summaries if s["alert"]]
     assert {str(MISSING_DAY), str(STALL_DAY)} <= set(alerting)
     out = result.stdout
@@ -225,7 +225,8 @@ def test_backfill_of_30_days_writes_30_folders_and_one_summary(trained_workdir):
     assert f"missing days: 1 ({MISSING_DAY})" in out
     assert "emails: none sent (--notify sends them)" in out
     assert len(out.splitlines()) <= 24, "one screen"
-    assert all((trained_workdir / "results" / d / "email.txt").is_file() for d in alerting)
+    assert all((trained_workdir / "results" / "default" / d / "email.txt").is_file()
+               for d in alerting)  # fmt: skip
 
 
 def test_backfill_options_are_checked(trained_workdir):
@@ -244,10 +245,10 @@ def test_doctor_prints_each_check_and_exits_1_when_one_fails(trained_workdir):
     lines = result.stdout.splitlines()
     assert result.returncode == 1, "SMTP is not configured"
     assert [line.split()[1] for line in lines[:-1]] == [
-        "database", "query", "mlflow", "model", "results", "log", "smtp",
+        "database", "query", "model", "mlflow", "state", "results", "log", "smtp",
     ]  # fmt: skip
-    assert all(line.startswith("ok ") for line in lines[:6])
-    assert lines[6].startswith("FAIL  smtp") and lines[-1] == "1 problem(s): smtp"
+    assert all(line.startswith("ok ") for line in lines[:7])
+    assert lines[7].startswith("FAIL  smtp") and lines[-1] == "1 problem(s): smtp"
     healthy = run(
         "volume_monitor/cli.py", "doctor", "--no-smtp-login", cwd=trained_workdir,
         SMTP_HOST="127.0.0.1", ALERT_TO="oncall@example.com",

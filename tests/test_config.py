@@ -54,8 +54,8 @@ def test_environ_beats_env_file_which_beats_defaults(tmp_path, monkeypatch):
         VM_RESULTS_DIR="file-results",
     )
     settings = load_settings(env_file=env_file, environ={"VM_EXPERIMENT": "from-environ"})
-    assert settings.experiment == "from-environ"
-    assert settings.model_name == "model-from-file"
+    assert settings.monitor().experiment == "from-environ"
+    assert settings.monitor().model_name == "model-from-file"
     assert settings.results_dir == tmp_path / "file-results"
     assert settings.model_alias == DEFAULTS["VM_MODEL_ALIAS"] == "production"
     assert settings.schedule == "30 6 * * *"
@@ -67,7 +67,7 @@ def test_process_environment_is_the_default_environ(tmp_path, monkeypatch):
     monkeypatch.setenv("VM_EXPERIMENT", "from-process")
     monkeypatch.delenv("VM_MODEL_ALIAS", raising=False)
     settings = load_settings(env_file=env_file)
-    assert settings.experiment == "from-process"
+    assert settings.monitor().experiment == "from-process"
     assert settings.model_alias == "from-file"
     assert "VM_MODEL_ALIAS" not in os.environ
 
@@ -77,13 +77,13 @@ def test_defaults_resolve_against_the_working_directory(tmp_path, monkeypatch):
     settings = load(tmp_path)
     assert settings.results_dir == tmp_path / "results"
     assert settings.log_file == tmp_path / "logs" / "volume-monitor.log"
-    assert settings.query_path == tmp_path / "sql" / "daily_volume.sql"
-    assert settings.database_url == f"sqlite:///{tmp_path}/data/demo.db"
+    assert settings.monitor().query_path == tmp_path / "sql" / "daily_volume.sql"
+    assert settings.monitor().database_url == f"sqlite:///{tmp_path}/data/demo.db"
     assert settings.tracking_uri == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     assert settings.artifact_dir == tmp_path / "mlruns" / "artifacts"
     assert settings.smtp.port == 25
     assert settings.smtp.configured is False
-    assert settings.alert_share is None
+    assert settings.monitor().alert_share is None
 
 
 def test_relative_paths_become_absolute_against_cwd(tmp_path, monkeypatch):
@@ -99,18 +99,18 @@ def test_relative_paths_become_absolute_against_cwd(tmp_path, monkeypatch):
     assert settings.results_dir == tmp_path / "out" / "results"
     assert settings.results_dir.is_absolute()
     assert settings.log_file == tmp_path / "var" / "vm.log"
-    assert settings.query_path == tmp_path / "queries" / "volume.sql"
-    assert settings.database_url == f"sqlite:///{tmp_path / 'data' / 'events.db'}"
+    assert settings.monitor().query_path == tmp_path / "queries" / "volume.sql"
+    assert settings.monitor().database_url == f"sqlite:///{tmp_path / 'data' / 'events.db'}"
     assert settings.tracking_uri == f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
 
 
 def test_absolute_and_memory_sqlite_urls_are_kept(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     absolute = f"sqlite:///{tmp_path / 'elsewhere' / 'x.db'}"
-    assert load(tmp_path, VM_DATABASE_URL=absolute).database_url == absolute
-    memory = load(tmp_path, VM_DATABASE_URL="sqlite:///:memory:").database_url
+    assert load(tmp_path, VM_DATABASE_URL=absolute).monitor().database_url == absolute
+    memory = load(tmp_path, VM_DATABASE_URL="sqlite:///:memory:").monitor().database_url
     assert make_url(memory).database == ":memory:"
-    assert load(tmp_path, VM_DATABASE_URL=SERVER_URL).database_url == SERVER_URL
+    assert load(tmp_path, VM_DATABASE_URL=SERVER_URL).monitor().database_url == SERVER_URL
 
 
 def test_env_file_relative_paths_resolve_against_cwd_not_file(tmp_path, monkeypatch):
@@ -144,8 +144,8 @@ def test_values_are_parsed(tmp_path):
     assert settings.smtp.timeout == 2.5
     assert settings.smtp.recipients == ("a@example.com", "b@example.com")
     assert settings.smtp.configured is True
-    assert settings.alert_share == 0.2
-    assert settings.alert_min_anomalies == 3
+    assert settings.monitor().alert_share == 0.2
+    assert settings.monitor().alert_min_anomalies == 3
     assert settings.timezone == "Europe/Paris"
     assert settings.log_level == "DEBUG"
 
@@ -223,7 +223,7 @@ def test_unknown_vm_keys_are_warned_about(tmp_path, caplog):
     assert any("VM_RESUTLS_DIR" in m for m in warned)
     assert any("VM_MODEL_NAMEE" in m for m in warned)
     assert not any("VM_EXPERIMENT" in m or "HOME" in m for m in warned)
-    assert settings.experiment == "known"
+    assert settings.monitor().experiment == "known"
 
 
 def test_secrets_are_not_in_repr(tmp_path):
@@ -246,9 +246,9 @@ def test_secrets_holds_both_passwords(tmp_path):
 
 def test_redact_url_masks_the_password(tmp_path):
     settings = load(tmp_path, VM_DATABASE_URL=SERVER_URL)
-    assert settings.database_url == SERVER_URL
+    assert settings.monitor().database_url == SERVER_URL
     assert (
-        redact_url(settings.database_url)
+        redact_url(settings.monitor().database_url)
         == "postgresql+psycopg2://vm:***@db.example.com:5432/events"
     )
     assert redact_url("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
@@ -262,9 +262,9 @@ def test_tracking_store_password_and_url_encodings_are_secrets(tmp_path):
         MLFLOW_TRACKING_URI="https://ops:Track%2FPw@mlflow.example.com",
     )
     assert {"p@ss w0rd!", "Track/Pw", "Track%2FPw"} <= set(settings.secrets)
-    rendered = redact_url(settings.database_url)
+    rendered = redact_url(settings.monitor().database_url)
     assert "w0rd" not in rendered and rendered.endswith(":***@db/events")
-    for written in (settings.database_url, settings.tracking_uri):
+    for written in (settings.monitor().database_url, settings.tracking_uri):
         assert "w0rd" not in mask(written, settings.secrets)
         assert "Track" not in mask(written, settings.secrets)
 
@@ -332,7 +332,7 @@ def test_url_encoded_database_password_is_masked(tmp_path, restore_logging):
     settings = load(tmp_path, VM_DATABASE_URL="postgresql://vm:p%40ss%2Fword@db/events")
     log_file = tmp_path / "vm.log"
     setup_logging(log_file, "INFO", settings.secrets)
-    logging.getLogger("volume_monitor.test_config").info("url %s", settings.database_url)
+    logging.getLogger("volume_monitor.test_config").info("url %s", settings.monitor().database_url)
     content = read_log(log_file)
     assert "p%40ss%2Fword" not in content
 

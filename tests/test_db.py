@@ -322,7 +322,7 @@ def test_check_contract_names_each_missing_column():
     message = str(caught.value)
     for name in ("channelid", "user_agent (or os_family)", "count"):
         assert name in message
-    assert "missing the column(s) channelid, count, user_agent" in message
+    assert "missing the column(s) channelid, user_agent (or os_family), count" in message
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import QUERY, free_port, settings_in, smtp_env
-from volume_monitor import jobs
+from volume_monitor import clock
 from volume_monitor.doctor import Check, format_report, run_checks
 
-NAMES = ["database", "query", "mlflow", "model", "results", "log", "smtp"]
+NAMES = ["database", "query", "model", "mlflow", "state", "results", "log", "smtp"]
 PASSWORD = "s3cret-Pa55"
 
 
@@ -47,9 +47,13 @@ def test_a_healthy_configuration_passes_every_check(trained_settings, smtp_serve
 
     assert all(c.ok for c in checks.values()), format_report(list(checks.values()))
     assert checks["database"].detail.endswith("reachable")
-    yesterday = jobs.yesterday(settings)
-    assert checks["query"].detail == f"daily_volume.sql: columns match, no rows for {yesterday}"
-    assert "experiment 'volume-monitor' found" in checks["mlflow"].detail
+    yesterday = clock.yesterday(settings)
+    assert checks["query"].detail == (
+        f"daily_volume.sql: columns match (channelid, actioncode, os_family), no rows for "
+        f"{yesterday}"
+    )
+    assert "reachable, 1 registered model(s)" in checks["mlflow"].detail
+    assert checks["state"].detail.endswith("volume-monitor.db at schema revision 0002")
     assert checks["model"].detail.startswith("models:/volume-monitor@production is version 1 ")
     assert checks["results"].detail == f"{settings.results_dir} writable"
     assert checks["smtp"].detail == f"login as monitor at 127.0.0.1:{smtp_server[0]} ok"
@@ -99,13 +103,36 @@ def test_missing_sqlite_file_is_reported_not_created(trained_settings, tmp_path)
     assert not absent.exists()
 
 
-def test_query_missing_a_column_fails_only_the_query(trained_settings, login_env, tmp_path):
+def test_query_missing_a_column_fails_the_query_and_the_model(
+    trained_settings, login_env, tmp_path
+):
     settings = trained_settings(VM_QUERY=query_without("channelid", tmp_path), **login_env)
 
     checks = run_checks(settings)
 
-    assert failing(checks) == {"query"}
+    assert failing(checks) == {"query", "model"}
     assert "missing the column(s) channelid" in by_name(checks)["query"].detail
+    assert by_name(checks)["model"].detail == (
+        "models:/volume-monitor@production (version 1) cannot score this monitor: it was "
+        "trained on another query: the query file has changed since; retrain"
+    )
+
+
+def test_a_model_of_another_monitor_is_reported(trained_settings, login_env, tmp_path):
+    monitors = tmp_path / "monitors.yml"
+    monitors.write_text(
+        "monitors:\n  orders:\n    database_url: sqlite:///x.db\n    query: q.sql\n"
+        "    model_name: volume-monitor\n"
+    )
+    (tmp_path / "q.sql").write_text(QUERY.read_text())
+    (tmp_path / "x.db").write_bytes(b"")
+
+    checks = {c.name: c for c in run_checks(trained_settings(VM_MONITORS=str(monitors)), False)}
+
+    assert not checks["orders: model"].ok
+    assert checks["orders: model"].detail.endswith(
+        "cannot score this monitor: it was trained for the monitor 'default', not 'orders'"
+    )
 
 
 def test_query_without_binds_is_reported(trained_settings, login_env, tmp_path):
@@ -115,7 +142,7 @@ def test_query_without_binds_is_reported(trained_settings, login_env, tmp_path):
 
     checks = run_checks(settings)
 
-    assert failing(checks) == {"query"}
+    assert failing(checks) == {"query", "model"}
     assert ":start and :end" in by_name(checks)["query"].detail
 
 

@@ -49,7 +49,7 @@ def test_train_promote_deploy_flags_injected_faults(kind, tmp_path, smtp_server)
     biggest = scores.query("channelid == 'web' and actioncode == 'view' and os_family == 'Windows'")
     assert biggest["is_anomaly"].item() and biggest["cause"].item() == "duplicate"
     assert biggest["count"].item() > biggest["expected_high"].item()
-    assert duplicated.summary["notified"] is True
+    assert duplicated.summary.notified is True
     assert len(inbox.messages) == 1
     assert str(LAST_DAY) in inbox.messages[0]["Subject"]
 
@@ -124,8 +124,8 @@ def test_ordinary_day_scores_without_crashing_and_few_anomalies(trained_settings
     settings = trained_settings()
     ordinary = LAST_DAY - dt.timedelta(days=5)
     result = jobs.score_day(settings, ordinary, dry_run=True)
-    assert result.summary["rows"] == len(read_scores(result.folder))
-    assert result.summary["anomalies"] <= 2
+    assert result.summary.rows == len(read_scores(result.folder))
+    assert result.summary.anomalies <= 2
 
 
 def test_short_window_warns_and_a_score_cutoff_travels_with_the_model(trained_settings, caplog):
@@ -170,3 +170,26 @@ def test_scores_csv_bounds_are_whole_numbers_that_agree_with_direction(trained_s
     assert inside["count"].between(inside["expected_low"], inside["expected_high"]).all()
     flagged = scores[scores["is_anomaly"]]
     assert scores["is_anomaly"].head(len(flagged)).all(), "anomalies first"
+
+
+def test_a_rescore_that_no_longer_alerts_leaves_no_file_of_the_earlier_verdict(trained_settings):
+    settings = trained_settings()
+    first = jobs.score_day(settings, LAST_DAY, dry_run=True)
+    written = sorted(p.name for p in first.folder.iterdir())
+    assert written == [
+        "email.html", "email.txt", "histogram.png", "scores.csv", "summary.json", "volume.png"
+    ]  # fmt: skip
+    lenient = jobs.train(
+        settings, FIRST_DAY, LAST_DAY + dt.timedelta(days=1),
+        overrides={"band": "1000", "min_change": "100000", "group_threshold": "0"},
+    )  # fmt: skip
+    tracking.promote(settings, lenient.version)
+
+    again = jobs.score_day(settings, LAST_DAY, dry_run=True)
+    assert again.folder == first.folder
+    assert again.summary.alert is False and again.summary.model_version == lenient.version
+    assert sorted(p.name for p in again.folder.iterdir()) == [
+        "histogram.png", "scores.csv", "summary.json"
+    ]  # fmt: skip
+    assert not [p for p in again.folder.parent.iterdir() if p.name.startswith(".")
+                and p.name != ".volume-monitor.lock"], "no temporary folder is left"  # fmt: skip

@@ -25,13 +25,14 @@ from conftest import (
     clean_environment,
     error_lines,
     log_of,
+    outbox,
     results_of,
     run,
     server_url,
     small_spec,
     smtp_env,
 )  # fmt: skip
-from volume_monitor import report
+from volume_monitor import results
 from volume_monitor.demo import write_demo
 
 SLOW_QUERY = """\
@@ -91,11 +92,12 @@ def test_smtp_refusing_every_recipient_exits_3_and_keeps_the_alert(install, smtp
     assert result.returncode == 3 and "Traceback" not in result.stderr
     [line] = error_lines(result.stderr)
     assert "every recipient was refused: oncall@example.com (550 5.1.1 No such mailbox)" in line
-    folder = install / "results" / str(LAST_DAY)
+    folder = install / "results" / "default" / str(LAST_DAY)
     assert json.loads((folder / "summary.json").read_text())["notified"] is False
-    assert json.loads((folder / "pending_alert.json").read_text())["subject"].startswith(
-        f"[volume-monitor] {LAST_DAY}"
-    )
+    [waiting] = outbox(install)
+    assert (waiting.date, waiting.status, waiting.attempts) == (LAST_DAY, "failed", 1)
+    assert "every recipient was refused" in waiting.last_error
+    assert json.loads(waiting.payload)["subject"].startswith(f"[volume-monitor] {LAST_DAY}")
     assert inbox.messages == []
 
 
@@ -132,7 +134,8 @@ def test_smtp_hanging_times_out_with_exit_3(install, silent_smtp_port):
     assert f"cannot send the alert through 127.0.0.1:{silent_smtp_port}: " in line
     assert line.endswith("timed out")
     assert time.perf_counter() - began < 60
-    assert (install / "results" / str(LAST_DAY) / "pending_alert.json").is_file()
+    [waiting] = outbox(install)
+    assert waiting.status == "failed" and waiting.last_error.endswith("timed out")
 
 
 def test_smtp_rejecting_the_login_exits_3_without_the_password(install, smtp_server):
@@ -168,7 +171,7 @@ def test_deleted_model_artifacts_are_one_line_exit_1(workdir):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = error_lines(result.stderr)
     assert "the artifacts of volume-monitor version 1 cannot be read: model.skops: " in line
-    assert not (workdir / "results" / str(LAST_DAY)).exists()
+    assert not (workdir / "results" / "default" / str(LAST_DAY)).exists()
 
 
 def test_results_that_cannot_be_written_are_one_line_exit_1(install):
@@ -184,7 +187,7 @@ def test_results_that_cannot_be_written_are_one_line_exit_1(install):
 KILLED_WRITER = """\
 import sys, time
 from pathlib import Path
-from volume_monitor import report
+from volume_monitor.files import write_atomic
 
 def half_then_wait(path):
     with open(path, "w") as handle:
@@ -193,12 +196,12 @@ def half_then_wait(path):
         print("writing", flush=True)
         time.sleep(60)
 
-report.write_atomic(Path(sys.argv[1]), half_then_wait)
+write_atomic(Path(sys.argv[1]), half_then_wait)
 """
 
 
 def test_a_process_killed_mid_write_leaves_the_previous_file(install):
-    scores = install / "results" / str(LAST_DAY) / "scores.csv"
+    scores = install / "results" / "default" / str(LAST_DAY) / "scores.csv"
     before = scores.read_bytes()
     writer = subprocess.Popen(
         [sys.executable, "-c", KILLED_WRITER, str(scores)], stdout=subprocess.PIPE, text=True
@@ -209,5 +212,5 @@ def test_a_process_killed_mid_write_leaves_the_previous_file(install):
     assert scores.read_bytes() == before, "the file a reader sees is the old one, whole"
     rerun = deploy(install, "--dry-run")
     assert rerun.returncode == 0, rerun.stderr
-    assert report.read_summary(scores.parent)["date"] == str(LAST_DAY)
+    assert results.read_summary(scores.parent)["date"] == str(LAST_DAY)
     assert scores.read_bytes() == before, "the rerun wrote the same scores again"

@@ -62,9 +62,9 @@ def test_suppressed_day_is_scored_annotated_and_not_emailed(trained_settings, sm
     result = jobs.score_day(settings, LAST_DAY)
 
     assert inbox.messages == []
-    assert result.summary["known_day"] == "Maintenance"
-    assert result.summary["alert"] is False and result.summary["anomalies"] > 0
-    assert result.summary["reasons"][-1] == "alert suppressed: known day 'Maintenance'"
+    assert result.summary.known_day == "Maintenance"
+    assert result.summary.alert is False and result.summary.anomalies > 0
+    assert result.summary.reasons[-1] == "alert suppressed: known day 'Maintenance'"
 
 
 def test_annotated_day_still_alerts(trained_settings, smtp_server):
@@ -73,7 +73,7 @@ def test_annotated_day_still_alerts(trained_settings, smtp_server):
         trained_settings().results_dir.parent, f"{LAST_DAY},Sale,false,false\n"
     )
     result = jobs.score_day(trained_settings(VM_CALENDAR=str(calendar), **smtp_env(port)), LAST_DAY)
-    assert result.summary["known_day"] == "Sale" and result.summary["alert"] is True
+    assert result.summary.known_day == "Sale" and result.summary.alert is True
     assert len(inbox.messages) == 1
 
 

@@ -111,7 +111,7 @@ def call(base: str, method: str, path: str, body: dict | None = None, **query: s
 
 def deploy_like_cron(settings, day: dt.date, cwd: Path) -> subprocess.CompletedProcess:
     env = clean_environ(
-        VM_DATABASE_URL=settings.database_url,
+        VM_DATABASE_URL=settings.monitor().database_url,
         VM_QUERY=str(QUERY),
         MLFLOW_TRACKING_URI=settings.tracking_uri,
         VM_RESULTS_DIR=str(settings.results_dir),
@@ -133,7 +133,7 @@ def test_alias_set_in_mlflow_ui_is_what_the_next_deploy_loads(
     settings = trained_settings()
     second = jobs.train(settings, FIRST_DAY, LAST_DAY + dt.timedelta(days=1))
     assert second.version == "2" and not second.promoted
-    name = settings.model_name
+    name = settings.monitor().model_name
 
     base = mlflow_server(settings)
 
@@ -152,7 +152,7 @@ def test_alias_set_in_mlflow_ui_is_what_the_next_deploy_loads(
     model = call(base, "GET", "registered-models/get", name=name)["registered_model"]
     assert model["aliases"] == [{"alias": "production", "version": "2"}], "the alias moved"
 
-    by_name = {"experiment_name": settings.experiment}
+    by_name = {"experiment_name": settings.monitor().experiment}
     experiment = call(base, "GET", "experiments/get-by-name", **by_name)["experiment"]
     # The location the job gave the experiment, read in place by the server (no proxy).
     assert experiment["artifact_location"].startswith("file:///")
@@ -168,7 +168,9 @@ def test_alias_set_in_mlflow_ui_is_what_the_next_deploy_loads(
     deployed = deploy_like_cron(settings, LAST_DAY, cwd=tmp_path)
     assert deployed.returncode == 0, deployed.stderr
     assert "Traceback" not in deployed.stderr
-    summary = json.loads((settings.results_dir / str(LAST_DAY) / "summary.json").read_text())
+    summary = json.loads(
+        (settings.results_dir / "default" / str(LAST_DAY) / "summary.json").read_text()
+    )
     assert summary["model_version"] == "2"
     assert summary["run_id"] == second.run_id
     assert summary["model_uri"] == f"models:/{name}@production"

@@ -1,5 +1,5 @@
 """The nightly job as an unattended batch job: late alerts delivered once, a model version
-pinned for a backfill, every scoring in the MLflow history, and the backfill's report."""
+pinned for a backfill, every scoring in the state store, and the backfill's report."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ import json
 import pytest
 
 from conftest import FIRST_DAY, LAST_DAY, MISSING_DAY, STALL_DAY, free_port, smtp_env
-from volume_monitor import cli, jobs, tracking
+from volume_monitor import cli, clock, jobs, results, state
 from volume_monitor.errors import AlertDeliveryError, ConfigError, ModelNotFoundError
 
 DAY = dt.timedelta(days=1)
 
 
 def read_summary(settings, day: dt.date) -> dict:
-    return json.loads((settings.results_dir / str(day) / "summary.json").read_text())
+    return json.loads((settings.results_dir / "default" / str(day) / "summary.json").read_text())
+
+
+def delivery(settings, day: dt.date) -> state.Delivery | None:
+    """The outbox row of the default monitor's alert email for ``day``."""
+    with state.open_store(settings.state_url) as store:
+        return store.delivery("default", day, jobs.EMAIL, "alert")
 
 
 def test_smtp_down_on_one_day_then_up_delivers_the_late_alert_once(trained_settings, smtp_server):
@@ -24,8 +30,9 @@ def test_smtp_down_on_one_day_then_up_delivers_the_late_alert_once(trained_setti
     down = trained_settings(**smtp_env(free_port()))
     with pytest.raises(AlertDeliveryError, match="cannot send the alert"):
         jobs.deploy(down, STALL_DAY)
-    folder = down.results_dir / str(STALL_DAY)
-    assert (folder / jobs.PENDING_FILE).is_file()
+    waiting = delivery(down, STALL_DAY)
+    assert (waiting.status, waiting.attempts) == ("failed", 1)
+    assert "cannot send the alert" in waiting.last_error
     failed = read_summary(down, STALL_DAY)
     assert failed["notified"] is False and "cannot send the alert" in failed["delivery_error"]
 
@@ -39,7 +46,8 @@ def test_smtp_down_on_one_day_then_up_delivers_the_late_alert_once(trained_setti
     assert "mobile/" in text and "Android" in text, "the original content, the stalled series"
     delivered = read_summary(up, STALL_DAY)
     assert delivered["notified"] is True and delivered["late"] is True
-    assert not (folder / jobs.PENDING_FILE).exists()
+    sent = delivery(up, STALL_DAY)
+    assert (sent.status, sent.attempts) == ("sent", 2) and sent.sent_at
 
     received = len(inbox.messages)
     jobs.deploy(up, STALL_DAY + DAY)
@@ -53,7 +61,7 @@ def test_dry_run_leaves_a_pending_alert_for_a_real_run(trained_settings, smtp_se
         jobs.deploy(trained_settings(**smtp_env(free_port())), STALL_DAY)
     jobs.deploy(trained_settings(**smtp_env(port)), STALL_DAY + DAY, dry_run=True)
     assert inbox.messages == []
-    assert (trained_settings().results_dir / str(STALL_DAY) / jobs.PENDING_FILE).is_file()
+    assert delivery(trained_settings(), STALL_DAY).status == "failed"
 
 
 def test_backfill_pins_a_model_version_and_emails_only_with_notify(trained_settings, smtp_server):
@@ -63,19 +71,18 @@ def test_backfill_pins_a_model_version_and_emails_only_with_notify(trained_setti
     assert pinned.version == "2"
 
     quiet = jobs.backfill(settings, STALL_DAY - DAY, STALL_DAY + DAY)
-    assert [r.summary["model_version"] for r in quiet] == ["1", "1", "1"]
-    assert inbox.messages == [] and quiet[1].summary["alert"] is True
-    assert (quiet[1].folder / jobs.EMAIL_FILE).is_file()
+    assert [r.summary.model_version for r in quiet] == ["1", "1", "1"]
+    assert inbox.messages == [] and quiet[1].summary.alert is True
+    assert (quiet[1].folder / results.EMAIL_FILE).is_file()
 
     loud = jobs.backfill(settings, STALL_DAY - DAY, STALL_DAY + DAY, notify=True, version="2")
-    assert [r.summary["model_version"] for r in loud] == ["2", "2", "2"]
-    alerting = [r.summary["date"] for r in loud if r.summary["alert"]]
+    assert [r.summary.model_version for r in loud] == ["2", "2", "2"]
+    alerting = [r.summary.date for r in loud if r.summary.alert]
     assert str(STALL_DAY) in alerting
     assert sorted(m["Subject"].split()[1].rstrip(":") for m in inbox.messages) == alerting
-    client = tracking.client(settings)
-    experiment = client.get_experiment_by_name(f"{settings.experiment}-scoring")
-    history = client.search_runs([experiment.experiment_id], "tags.kind = 'backfill'")
-    assert sorted(r.data.params["model_version"] for r in history) == ["1"] * 3 + ["2"] * 3
+    with state.open_store(settings.state_url) as store:
+        days = store.days("default", STALL_DAY - DAY, STALL_DAY + DAY)
+    assert [(d.kind, d.model_version) for d in days] == [("backfill", "2")] * 3
     with pytest.raises(ModelNotFoundError, match="'volume-monitor' has no version 9"):
         jobs.backfill(settings, STALL_DAY, STALL_DAY, version="9")
 
@@ -85,25 +92,25 @@ def test_backfill_refuses_an_empty_range_or_a_day_not_over(trained_settings):
     with pytest.raises(ConfigError, match="is after --end"):
         jobs.backfill(settings, STALL_DAY, STALL_DAY - DAY)
     with pytest.raises(ConfigError, match="is not over yet"):
-        jobs.backfill(settings, STALL_DAY, jobs.today(settings))
+        jobs.backfill(settings, STALL_DAY, clock.today(settings))
     assert not settings.results_dir.exists() or not any(settings.results_dir.glob("20*"))
 
 
-def test_every_scoring_is_logged_to_the_scoring_experiment(trained_settings):
+def test_every_scoring_is_recorded_in_the_state_store(trained_settings):
     settings = trained_settings()
     stalled = jobs.score_day(settings, STALL_DAY, dry_run=True)
     jobs.score_day(settings, MISSING_DAY, dry_run=True)
-    client = tracking.client(settings)
-    experiment = client.get_experiment_by_name(f"{settings.experiment}-scoring")
-    runs = {r.data.params["date"]: r for r in client.search_runs([experiment.experiment_id])}
-    assert sorted(runs) == [str(MISSING_DAY), str(STALL_DAY)]
-    run = runs[str(STALL_DAY)]
-    assert run.data.params["model_version"] == "1"
-    assert run.data.metrics["anomalies"] == stalled.summary["anomalies"] > 0
-    assert run.data.metrics["rows"] == stalled.summary["rows"]
-    assert run.data.metrics["alert"] == 1.0 and run.data.metrics["notified"] == 0.0
-    assert run.data.tags["kind"] == "dry run"
-    assert runs[str(MISSING_DAY)].data.metrics["missing_day"] == 1.0
+    with state.open_store(settings.state_url) as store:
+        days = {d.date: d for d in store.days("default", FIRST_DAY, LAST_DAY)}
+        counts = store.history("default", STALL_DAY, STALL_DAY)
+    assert sorted(days) == [MISSING_DAY, STALL_DAY]
+    day = days[STALL_DAY]
+    assert (day.kind, day.model_version, day.alert) == ("dry run", "1", True)
+    assert day.anomalies == stalled.summary.anomalies > 0 and day.rows == stalled.summary.rows
+    assert day.summary["reasons"] == stalled.summary.reasons
+    assert days[MISSING_DAY].missing_day is True
+    assert len(counts) == stalled.summary.rows and set(counts["source"]) == {"scored"}
+    assert int(counts["is_anomaly"].sum()) == stalled.summary.anomalies
 
 
 def test_progress_line_and_backfill_report():

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import settings_in
-from volume_monitor import jobs, scheduler
+from volume_monitor import clock, scheduler
 from volume_monitor.errors import ConfigError
 
 
@@ -35,13 +35,13 @@ def test_invalid_cron_expression_is_a_config_error(tmp_path):
 
 def test_nightly_job_fires_and_writes_results(trained_settings):
     settings = trained_settings()
-    yesterday = jobs.today(settings) - dt.timedelta(days=1)
+    yesterday = clock.today(settings) - dt.timedelta(days=1)
     built = scheduler.build_scheduler(settings, lambda: scheduler.nightly(settings), blocking=False)
     built.start()
     try:
         soon = dt.datetime.now(ZoneInfo(settings.timezone)) + dt.timedelta(seconds=1)
         built.modify_job("nightly-score", next_run_time=soon)
-        summary_file = settings.results_dir / str(yesterday) / "summary.json"
+        summary_file = settings.results_dir / "default" / str(yesterday) / "summary.json"
         deadline = time.monotonic() + 60
         while not summary_file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)

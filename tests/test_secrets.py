@@ -117,11 +117,11 @@ def test_a_model_holding_an_untrusted_type_is_refused_in_one_line(trained_workdi
     detector = tracking.load_model(settings).detector
     detector.extra_ = Fraction(1, 3)  # saved fine, but not a type this package trusts
     extra_type = "fractions.Fraction"
-    with mlflow.start_run(experiment_id=tracking.experiment_id(settings)):
+    with mlflow.start_run(experiment_id=tracking.experiment_id(settings, "volume-monitor")):
         info = mlflow.sklearn.log_model(
             detector, name="model", serialization_format="skops",
             skops_trusted_types=[*TRUSTED_TYPES, extra_type],
-            registered_model_name=settings.model_name,
+            registered_model_name=settings.monitor().model_name,
         )  # fmt: skip
     version = str(info.registered_model_version)
     tracking.promote(settings, version)
@@ -130,4 +130,4 @@ def test_a_model_holding_an_untrusted_type_is_refused_in_one_line(trained_workdi
     [line] = error_lines(result.stderr)
     assert f"volume-monitor version {version} is not loaded" in line
     assert f"types this package does not trust: ['{extra_type}']" in line
-    assert not (trained_workdir / "results" / str(LAST_DAY)).exists()
+    assert not (trained_workdir / "results" / "default" / str(LAST_DAY)).exists()

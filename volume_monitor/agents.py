@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import user_agents
 
-from volume_monitor.report import write_atomic
+from volume_monitor.files import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import email.policy
 import json
 import logging
 import smtplib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from volume_monitor import report
-from volume_monitor.config import Settings, SmtpSettings
+from volume_monitor import results
+from volume_monitor.config import DEFAULT_MONITOR, MonitorSpec, SmtpSettings
 from volume_monitor.errors import AlertDeliveryError
 from volume_monitor.known_days import KnownDay
 
@@ -53,6 +54,7 @@ class Message:
     recipients: tuple[str, ...]
     images: list[Path] = field(default_factory=list)
     html: str = ""
+    monitor: str = DEFAULT_MONITOR
 
     def as_text(self, sender: str) -> str:
         """The message as a readable text file, for when no SMTP server is configured."""
@@ -88,104 +90,144 @@ class Message:
         return cls(
             data["subject"], data["body"], tuple(data["recipients"]),
             [Path(p) for p in data["images"]], data.get("html", ""),
+            data.get("monitor", DEFAULT_MONITOR),
         )  # fmt: skip
 
 
 def decide(
     scored: pd.DataFrame,
-    settings: Settings,
+    monitor: MonitorSpec,
     missing_day: bool,
     known_day: KnownDay | None = None,
 ) -> Decision:
-    """Alert on a missing day, on at least ``VM_ALERT_MIN_ANOMALIES`` anomalous series (0
-    turns that rule off), or, when ``VM_ALERT_SHARE`` is set, on an anomalous share of the
-    day's series at or above it — unless the calendar marks the day to be suppressed (the
-    reasons are kept)."""
+    """Alert on a missing day, on at least the monitor's ``alert_min_anomalies`` anomalous
+    series (0 turns that rule off), or, when its ``alert_share`` is set, on an anomalous share
+    of the day's series at or above it — unless the calendar marks the day to be suppressed
+    (the reasons are kept)."""
     anomalies = int(scored["is_anomaly"].sum())
     share = anomalies / len(scored) if len(scored) else 0.0
     reasons = []
+    minimum, share_limit = monitor.alert_min_anomalies, monitor.alert_share
     if missing_day:
         reasons.append("missing day: the query returned no rows")
-    if settings.alert_min_anomalies and anomalies >= settings.alert_min_anomalies:
-        reasons.append(f"{anomalies} anomalous series (threshold {settings.alert_min_anomalies})")
-    if settings.alert_share is not None and share >= settings.alert_share:
-        reasons.append(f"anomalous share {share:.1%} >= {settings.alert_share:.1%}")
+    if minimum and anomalies >= minimum:
+        reasons.append(f"{anomalies} anomalous series (threshold {minimum})")
+    if share_limit is not None and share >= share_limit:
+        reasons.append(f"anomalous share {share:.1%} >= {share_limit:.1%}")
     if reasons and known_day is not None and known_day.suppress_alert:
         reasons.append(f"alert suppressed: known day '{known_day.label}'")
         return Decision(False, reasons, anomalies, share, missing_day)
     return Decision(bool(reasons), reasons, anomalies, share, missing_day)
 
 
-MIN_GROUP = 3  # anomalous series of one channel that move the same way make a group line
+MIN_GROUP = 3  # anomalous series of one segment that move the same way make a group line
 
 
-def group_lines(scored: pd.DataFrame) -> list[str]:
-    """One line per channel where at least ``MIN_GROUP`` series are anomalous in the same
-    direction, e.g. ``channel web: 31 of 32 series high (mostly duplicate)``."""
+def group_lines(scored: pd.DataFrame, dimensions: Sequence[str]) -> list[str]:
+    """One line per value of the first dimension where at least ``MIN_GROUP`` series are
+    anomalous in the same direction, e.g. ``channelid=web: 31 of 32 series high (mostly
+    duplicate)``; with a single dimension, one line for all series."""
+    first = dimensions[0] if len(dimensions) > 1 else None
+    segments = scored.groupby(first, sort=True) if first else [("all series", scored)]
     lines = []
-    for channel, rows in scored.groupby("channelid", sort=True):
+    for value, rows in segments:
         anomalous = rows[rows["is_anomaly"]]
+        name = f"{first}={value}" if first else value
         for direction, moved in anomalous.groupby("direction", sort=True):
             if len(moved) < MIN_GROUP:
                 continue
             cause = moved["cause"].mode().iloc[0] if moved["cause"].any() else "anomalous"
-            lines.append(
-                f"channel {channel}: {len(moved)} of {len(rows)} series {direction} "
-                f"(mostly {cause})"
-            )
+            lines.append(f"{name}: {len(moved)} of {len(rows)} series {direction} (mostly {cause})")
     return lines
 
 
-def compose(
-    day: dt.date,
-    scored: pd.DataFrame,
-    decision: Decision,
-    model: str,
-    results: Path,
-    recipients: tuple[str, ...],
-    images: list[Path],
-) -> Message:
-    """The alert: a subject naming the date and what is wrong, why it was sent, the groups that
-    moved together, a table of the anomalous series (worst first, with count, expected range,
-    direction, cause, deviation and score), the model that scored, and the plots."""
-    anomalous = report.worst_first(scored[scored["is_anomaly"]])
-    intro = _intro(day, scored, decision, model)
-    groups = group_lines(scored)
+@dataclass(frozen=True)
+class Scored:
+    """A monitor's scored day, as an alert needs it."""
+
+    monitor: MonitorSpec
+    day: dt.date
+    scored: pd.DataFrame
+    dimensions: list[str]
+    decision: Decision
+    model: str  # e.g. "models:/volume-monitor@production (version 3)"
+    folder: Path
+
+
+def compose(case: Scored, recipients: tuple[str, ...], images: list[Path]) -> Message:
+    """The alert: a subject naming the monitor, the date and what is wrong, why it was sent,
+    the owner and runbook, the groups that moved together, a table of the anomalous series
+    (worst first, with count, expected range, direction, cause, deviation and score), the
+    model that scored, and the plots."""
+    scored, dimensions = case.scored, case.dimensions
+    anomalous = results.worst_first(scored[scored["is_anomaly"]])
+    intro = _intro(case)
+    groups = group_lines(scored, dimensions)
     listed = anomalous.head(MAX_LISTED)
     more = len(anomalous) - len(listed)
     text = [*intro, ""]
     if groups:
         text += ["Moving together:", *[f"- {g}" for g in groups], ""]
     if len(listed):
-        text += ["Anomalous series (channel / action / OS family):", ""]
-        text += [_line(row) for _, row in listed.iterrows()]
+        text += [f"Anomalous series ({' / '.join(dimensions)}):", ""]
+        text += [_line(row, dimensions) for _, row in listed.iterrows()]
         text += [f"... and {more} more in scores.csv"] if more > 0 else []
         text.append("")
-    text += [f"All results: {results}", f"Plots attached: {', '.join(p.name for p in images)}."]
-    html = _html(intro, groups, listed, more, results, images)
-    return Message(
-        _subject(day, anomalous, decision.missing_day),
-        "\n".join(text) + "\n",
-        recipients,
-        images,
-        html,
-    )
+    text += [f"All results: {case.folder}"]
+    text += [f"Plots attached: {', '.join(p.name for p in images)}."]
+    html = _html(intro, groups, listed, more, case, images)
+    subject = _subject(case, anomalous)
+    return Message(subject, "\n".join(text) + "\n", recipients, images, html, case.monitor.name)
 
 
-def _subject(day: dt.date, anomalous: pd.DataFrame, missing: bool) -> str:
-    if missing:
-        return f"[volume-monitor] {day}: no data at all (missing day)"
+def _subject(case: Scored, anomalous: pd.DataFrame) -> str:
+    return f"[volume-monitor] {_headline(case, anomalous)}"
+
+
+def _headline(case: Scored, anomalous: pd.DataFrame) -> str:
+    """``orders 2026-06-30: 3 anomalous series, worst DE/paypal missing`` (the default
+    monitor is not named)."""
+    who = "" if case.monitor.name == DEFAULT_MONITOR else f"{case.monitor.name} "
+    if case.decision.missing_day:
+        return f"{who}{case.day}: no data at all (missing day)"
     if not len(anomalous):
-        return f"[volume-monitor] {day}: alert"
+        return f"{who}{case.day}: alert"
     worst = anomalous.iloc[0]
     return (
-        f"[volume-monitor] {day}: {len(anomalous)} anomalous series, "
-        f"worst {_series(worst)} {worst['direction']}"
+        f"{who}{case.day}: {len(anomalous)} anomalous series, "
+        f"worst {_series(worst, case.dimensions)} {worst['direction']}"
     )
 
 
-def _intro(day, scored, decision, model) -> list[str]:
-    lines = [f"volume-monitor scored {day} with {model}."]
+def combine(day: dt.date, messages: list[Message], recipients: tuple[str, ...]) -> Message:
+    """One message for the night: each monitor's alert a section of it, in the order given.
+    A single alert is returned as it is (to ``recipients``)."""
+    if len(messages) == 1:
+        return replace(messages[0], recipients=recipients)
+    names = [m.monitor for m in messages]
+    subject = f"[volume-monitor] {day}: {len(messages)} monitors alerting ({', '.join(names)})"
+    lead = f"{len(messages)} monitors alerted for {day}: {', '.join(names)}."
+    body = [lead, ""]
+    html = [f"<p>{escape(lead)}</p>"]
+    for message in messages:
+        body += [f"== {message.monitor}: {message.subject.removeprefix('[volume-monitor] ')}"]
+        body += ["", message.body]
+        inner = message.html.removeprefix("<html><body>").removesuffix("</body></html>")
+        html += [f"<h2>{escape(message.monitor)}</h2>", inner]
+    images = [image for message in messages for image in message.images]
+    return Message(
+        subject, "\n".join(body), recipients, images,
+        "<html><body>" + "".join(html) + "</body></html>", ",".join(names),
+    )  # fmt: skip
+
+
+def _intro(case: Scored) -> list[str]:
+    day, scored, decision, model = case.day, case.scored, case.decision, case.model
+    lines = [f"volume-monitor scored {day} for the monitor {case.monitor.name} with {model}."]
+    if case.monitor.owner:
+        lines.append(f"Owner: {case.monitor.owner}.")
+    if case.monitor.runbook:
+        lines.append(f"Runbook: {case.monitor.runbook}")
     if decision.missing_day:
         expected = float(scored["expected_low"].sum()), float(scored["expected_high"].sum())
         lines.append(
@@ -197,13 +239,15 @@ def _intro(day, scored, decision, model) -> list[str]:
     return lines
 
 
-def _html(intro, groups, listed, more, results, images) -> str:
+def _html(intro, groups, listed, more, case: Scored, images) -> str:
     """The HTML body: the same content as the text, as a table, with the plots inline."""
     head = "".join(f"<p>{escape(line)}</p>" for line in intro)
     moving = "".join(f"<li>{escape(g)}</li>" for g in groups)
     header = "".join(f"<th>{escape(c)}</th>" for c in TABLE_COLUMNS)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in _cells(row)) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{escape(cell)}</td>" for cell in _cells(row, case.dimensions))
+        + "</tr>"
         for _, row in listed.iterrows()
     )
     parts = [head]
@@ -214,16 +258,16 @@ def _html(intro, groups, listed, more, results, images) -> str:
                      f"<tr>{header}</tr>{rows}</table>")  # fmt: skip
         parts += [f"<p>... and {more} more in scores.csv</p>"] if more > 0 else []
     parts += [f'<p><img src="cid:{_content_id(p)}" alt="{escape(p.name)}"></p>' for p in images]
-    parts.append(f"<p>All results: {escape(str(results))}</p>")
+    parts.append(f"<p>All results: {escape(str(case.folder))}</p>")
     return "<html><body>" + "".join(parts) + "</body></html>"
 
 
 TABLE_COLUMNS = ("series", "count", "expected", "direction", "cause", "deviation", "score")
 
 
-def _cells(row: pd.Series) -> list[str]:
+def _cells(row: pd.Series, dimensions: Sequence[str]) -> list[str]:
     return [
-        _series(row), str(row["count"]), _expected(row), row["direction"] or "n/a",
+        _series(row, dimensions), str(row["count"]), _expected(row), row["direction"] or "n/a",
         row["cause"] or "anomalous", f"{row['deviation']:+.1f} spreads", f"{row['score']:.3f}",
     ]  # fmt: skip
 
@@ -233,7 +277,8 @@ def _expected(row: pd.Series) -> str:
 
 
 def _content_id(path: Path) -> str:
-    return f"{path.stem}@volume-monitor"
+    """Unique within a night's message: the monitor's folder name and the file's."""
+    return f"{path.parent.parent.name}.{path.stem}@volume-monitor"
 
 
 def mark_late(message: Message, failure: str, recipients: tuple[str, ...]) -> Message:
@@ -300,13 +345,13 @@ def _client(smtp: SmtpSettings):
     )
 
 
-def _series(row: pd.Series) -> str:
-    return f"{row['channelid']}/{row['actioncode']}/{row['os_family']}"
+def _series(row: pd.Series, dimensions: Sequence[str]) -> str:
+    return "/".join(str(row[d]) for d in dimensions)
 
 
-def _line(row: pd.Series) -> str:
+def _line(row: pd.Series, dimensions: Sequence[str]) -> str:
     return (
-        f"- {_series(row)}: {row['count']} events, expected {_expected(row)}, "
+        f"- {_series(row, dimensions)}: {row['count']} events, expected {_expected(row)}, "
         f"{row['direction'] or 'n/a'}, {row['cause'] or 'anomalous'} "
         f"({row['deviation']:+.1f} spreads, score {row['score']:.3f})"
     )

@@ -16,15 +16,21 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from volume_monitor import jobs
+from volume_monitor import clock, jobs
 from volume_monitor.config import (
+    DEFAULT_MONITOR,
     DEFAULTS,
     Settings,
     load_settings,
     redact_url,
     warn_unknown_keys,
 )
-from volume_monitor.errors import ConfigError, DatabaseError, VolumeMonitorError
+from volume_monitor.errors import (
+    AlertDeliveryError,
+    ConfigError,
+    DatabaseError,
+    VolumeMonitorError,
+)
 from volume_monitor.logs import mask, setup_logging
 
 log = logging.getLogger("volume_monitor")
@@ -79,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a model parameter, e.g. --param contamination=0.1",
     )
     train.add_argument("--promote", action="store_true", help="give the new version the alias")
+    _monitor_option(train)
     train.set_defaults(handler=_train)
 
     deploy = commands.add_parser("deploy", help="score a day (or a range) with the model")
@@ -91,17 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument("--dry-run", action="store_true", help="write results, send nothing")
     deploy.add_argument("--force", action="store_true", help="send the alert even if already sent")
+    _monitor_option(deploy)
     deploy.set_defaults(handler=_deploy)
 
     promote = commands.add_parser("promote", help="give a model version the production alias")
     promote.add_argument("reference", metavar="RUN_ID|VERSION")
+    _monitor_option(promote, "the monitor whose model it is (needed with several monitors)")
     promote.set_defaults(handler=_promote)
 
     runs = commands.add_parser("runs", help="list training runs and the production version")
+    _monitor_option(runs)
     runs.set_defaults(handler=_runs)
 
     schedule = commands.add_parser("schedule", help="run the nightly job under APScheduler")
+    _monitor_option(schedule)
     schedule.set_defaults(handler=_schedule)
+
+    history = commands.add_parser(
+        "history", help="daily counts, expected range and verdicts from the state store"
+    )
+    history.add_argument("--monitor", help="the monitor (needed with several monitors)")
+    history.add_argument(
+        "--series", action="append", default=[], metavar="DIM=VALUE",
+        help="keep the series with this dimension value (repeatable); default: all, summed",
+    )  # fmt: skip
+    history.add_argument("--days", type=_positive, default=60, help="days up to --end (60)")
+    history.add_argument("--end", type=_date, help="the last day (default: yesterday)")
+    history.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    history.set_defaults(handler=_history)
 
     doctor = commands.add_parser(
         "doctor", help="check the configuration end to end and print what is wrong"
@@ -109,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--no-smtp-login", action="store_true", help="do not contact the SMTP server"
     )
+    _monitor_option(doctor)
     doctor.set_defaults(handler=_doctor)
 
     evaluate = commands.add_parser(
@@ -124,12 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-log", action="store_true", help="do not log runs to MLflow")
     evaluate.set_defaults(handler=_evaluate)
 
-    demo = commands.add_parser("demo-db", help="write a demo activityhistory database")
+    demo = commands.add_parser(
+        "demo-db", help="write the demo database: activityhistory and orders tables"
+    )
     demo.add_argument(
         "--url", default=DEFAULTS["VM_DATABASE_URL"], help="database URL (default: %(default)s)"
     )
     demo.add_argument("--days", type=_positive, default=400)
     demo.add_argument("--events-per-day", type=_positive, default=5000)
+    demo.add_argument("--orders-per-day", type=_positive, default=2000)
     demo.add_argument(
         "--replace",
         action="store_true",
@@ -141,11 +169,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _monitor_option(parser: argparse.ArgumentParser, text: str | None = None) -> None:
+    parser.add_argument(
+        "--monitor", action="append", default=[], metavar="NAME",
+        help=text or "only this monitor (repeatable; default: every monitor)",
+    )  # fmt: skip
+
+
+def _one_monitor(settings: Settings, args: argparse.Namespace):
+    """The monitor a command for one monitor works on: the one named, or the only one."""
+    if len(args.monitor) > 1:
+        raise ConfigError("name one monitor: this command works on one at a time")
+    return settings.monitor(args.monitor[0] if args.monitor else None)
+
+
 def _train(settings: Settings, args: argparse.Namespace) -> int:
-    result = jobs.train(settings, args.start, args.end, _pairs(args.param), args.promote)
-    alias = f", alias @{settings.model_alias}" if result.promoted else ""
-    print(f"run id: {result.run_id}")
-    print(f"model: {settings.model_name} version {result.version}{alias}")
+    outcomes = jobs.train_monitors(
+        settings, args.monitor, args.start, args.end, _pairs(args.param), args.promote
+    )
+    for outcome in outcomes:
+        if outcome.error is None:
+            result, monitor = outcome.result, settings.monitor(outcome.monitor)
+            alias = f", alias @{settings.model_alias}" if result.promoted else ""
+            print(f"run id: {result.run_id}")
+            print(f"model: {monitor.model_name} version {result.version}{alias}")
+    jobs.raise_failures(outcomes)
     return 0
 
 
@@ -154,14 +202,26 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
         return _backfill(settings, args)
     if args.notify or args.model:
         raise ConfigError("--notify and --model go with a backfill: --start D --end D")
-    day = args.date or jobs.yesterday(settings)
-    result = jobs.deploy(settings, day, dry_run=args.dry_run, force=args.force)
-    summary = result.summary
-    print(
-        f"{summary['date']}: {summary['anomalies']} anomalous of {summary['rows']} series, "
-        f"alert {'yes' if summary['alert'] else 'no'}; results in {result.folder}"
-    )
+    day = args.date or clock.yesterday(settings)
+    report = jobs.nightly(settings, day, args.monitor, dry_run=args.dry_run, force=args.force)
+    for outcome in report.outcomes:
+        if outcome.error is None:
+            print(_scored_line(outcome.monitor, outcome.result))
+    jobs.raise_failures(report.outcomes)
+    if report.undelivered:
+        raise AlertDeliveryError("; ".join(report.undelivered))
     return 0
+
+
+def _scored_line(monitor: str, result: jobs.ScoreResult) -> str:
+    """``orders 2026-06-30: 3 anomalous of 16 series, alert yes; results in …`` (the default
+    monitor unnamed)."""
+    summary = result.summary
+    who = "" if monitor == DEFAULT_MONITOR else f"{monitor} "
+    return (
+        f"{who}{summary.date}: {summary.anomalies} anomalous of {summary.rows} series, "
+        f"alert {'yes' if summary.alert else 'no'}; results in {result.folder}"
+    )
 
 
 def _backfill(settings: Settings, args: argparse.Namespace) -> int:
@@ -169,15 +229,23 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("a backfill needs both --start and --end, and no --date")
     if args.dry_run and args.notify:
         raise ConfigError("--dry-run and --notify contradict each other")
-    try:
-        results = jobs.backfill(
-            settings, args.start, args.end, notify=args.notify, version=args.model,
-            progress=_progress_bar if sys.stderr.isatty() else None,
-        )  # fmt: skip
-    finally:
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
-    print(backfill_report(results, args.notify))
+    progress = _progress_bar if sys.stderr.isatty() else None
+
+    def backfill(monitor) -> list[jobs.ScoreResult]:
+        try:
+            return jobs.backfill(
+                settings, args.start, args.end, notify=args.notify, version=args.model,
+                progress=progress, monitor=monitor,
+            )  # fmt: skip
+        finally:
+            if progress:
+                print(file=sys.stderr)
+
+    outcomes = jobs.run_each(settings.selected(args.monitor), backfill)
+    for outcome in outcomes:
+        if outcome.error is None:
+            print(backfill_report(outcome.result, args.notify))
+    jobs.raise_failures(outcomes)
     return 0
 
 
@@ -194,18 +262,19 @@ def progress_line(done: int, total: int, day: dt.date, width: int = 30) -> str:
 def backfill_report(results: list[jobs.ScoreResult], notified: bool) -> str:
     """One screen: days scored, the days that alerted and why, the missing days."""
     summaries = [r.summary for r in results]
-    alerting = [s for s in summaries if s.get("alert")]
-    missing = [s["date"] for s in summaries if s.get("missing_day")]
-    versions = sorted({str(s.get("model_version")) for s in summaries})
-    first, last = summaries[0]["date"], summaries[-1]["date"]
+    alerting = [s for s in summaries if s.alert]
+    missing = [s.date for s in summaries if s.missing_day]
+    versions = sorted({str(s.model_version) for s in summaries})
+    first, last = summaries[0].date, summaries[-1].date
+    who = "" if summaries[0].monitor == DEFAULT_MONITOR else f"{summaries[0].monitor} "
     lines = [
-        f"backfill {first}..{last}: {len(summaries)} days scored with model version "
+        f"{who}backfill {first}..{last}: {len(summaries)} days scored with model version "
         f"{', '.join(versions)}",
         f"days alerting: {len(alerting)}",
-        *[f"  {s['date']}: {s['anomalies']} anomalous; {s['reasons'][0]}" for s in alerting],
+        *[f"  {s.date}: {s.anomalies} anomalous; {s.reasons[0]}" for s in alerting],
         f"missing days: {len(missing)}" + (f" ({', '.join(missing)})" if missing else ""),
         "emails: "
-        + (f"{sum(bool(s.get('notified')) for s in alerting)} sent" if notified
+        + (f"{sum(s.notified for s in alerting)} sent" if notified
            else "none sent (--notify sends them); each alert is in its day's email.txt"),
         f"results in {results[0].folder.parent}",
     ]  # fmt: skip
@@ -215,26 +284,46 @@ def backfill_report(results: list[jobs.ScoreResult], notified: bool) -> str:
 def _promote(settings: Settings, args: argparse.Namespace) -> int:
     from volume_monitor import tracking
 
-    version = tracking.promote(settings, args.reference)
-    print(f"{settings.model_name} version {version} is now @{settings.model_alias}")
+    monitor = _one_monitor(settings, args)
+    version = tracking.promote(settings, args.reference, monitor)
+    print(f"{monitor.model_name} version {version} is now @{settings.model_alias}")
     return 0
 
 
 def _runs(settings: Settings, args: argparse.Namespace) -> int:
     from volume_monitor import tracking
 
-    runs = tracking.list_runs(settings)
-    columns = ["run_id", "start_time", "version", "alias"] + [
-        c for c in runs.columns if c.startswith("metrics.") and c.split(".", 1)[1] in RUN_METRICS
-    ]
-    print(runs[columns].to_string(index=False) if len(runs) else "no training runs yet")
+    monitors = settings.selected(args.monitor)
+    for monitor in monitors:
+        runs = tracking.list_runs(settings, monitor)
+        columns = ["run_id", "start_time", "version", "alias"] + [
+            c
+            for c in runs.columns
+            if c.startswith("metrics.") and c.split(".", 1)[1] in RUN_METRICS
+        ]
+        if len(monitors) > 1:
+            print(f"== {monitor.name} ({monitor.model_name})")
+        print(runs[columns].to_string(index=False) if len(runs) else "no training runs yet")
+    return 0
+
+
+def _history(settings: Settings, args: argparse.Namespace) -> int:
+    from volume_monitor import history, state
+
+    monitor = settings.monitor(args.monitor)
+    end = args.end or clock.yesterday(settings)
+    start = end - dt.timedelta(days=args.days - 1)
+    match = _pairs(args.series, "--series")
+    with state.open_store(settings.state_url) as store:
+        table = history.series_history(store, monitor.name, start, end, match)
+    print(history.render(table, args.format), end="")
     return 0
 
 
 def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     from volume_monitor import doctor
 
-    checks = doctor.run_checks(settings, smtp_login=not args.no_smtp_login)
+    checks = doctor.run_checks(settings, smtp_login=not args.no_smtp_login, names=args.monitor)
     print(doctor.format_report(checks))
     failed = [c.name for c in checks if not c.ok]
     print(f"{len(failed)} problem(s): {', '.join(failed)}" if failed else "all checks passed")
@@ -255,14 +344,15 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
             for name, frame in scored.items()
         }
         runs = tracking.log_evaluation(settings, table, evaluate.DETECTORS, seeds, plots)
-    print(f"logged {len(runs)} runs with plots to experiment {settings.experiment}-evaluate")
+    print(f"logged {len(runs)} runs with plots to experiment {tracking.EVALUATE_EXPERIMENT}")
     return 0
 
 
 def _schedule(settings: Settings, args: argparse.Namespace) -> int:
     from volume_monitor import scheduler
 
-    scheduler.run(settings)
+    settings.selected(args.monitor)  # an unknown name is refused now, not at night
+    scheduler.run(settings, args.monitor)
     return 0
 
 
@@ -270,25 +360,34 @@ def _demo_db(settings: Settings, args: argparse.Namespace) -> int:
     from volume_monitor import db, demo
 
     url = args.url
-    last_day = args.last_day or jobs.yesterday(settings)
+    last_day = args.last_day or clock.yesterday(settings)
     spec = demo.DemoSpec(
         last_day, days=args.days, events_per_day=args.events_per_day, seed=args.seed
+    )
+    orders = demo.OrdersSpec(
+        last_day, days=args.days, orders_per_day=args.orders_per_day, seed=args.seed
     )
     engine = db.make_engine(url, must_exist=False)
     try:
         events = demo.write_demo(engine, spec, replace=args.replace)
+        written = demo.write_orders_demo(engine, orders, replace=args.replace)
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot write the demo database: {db.first_line(exc)}") from None
-    print(f"wrote {events} events ({spec.days} days up to {last_day}) to {redact_url(url)}")
+    finally:
+        engine.dispose()
+    print(
+        f"wrote {events} events and {written} orders ({spec.days} days up to {last_day}) "
+        f"to {redact_url(url)}"
+    )
     return 0
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
+def _pairs(items: list[str], option: str = "--param") -> dict[str, str]:
     pairs = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--param expects KEY=VALUE, not {item!r}")
+            raise ConfigError(f"{option} expects KEY=VALUE, not {item!r}")
         pairs[key.strip()] = value.strip()
     return pairs
 

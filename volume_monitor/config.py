@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
@@ -25,6 +25,9 @@ from volume_monitor.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, str] = {
+    "VM_MONITORS": "",
+    "VM_STATE_URL": "sqlite:///state/volume-monitor.db",
+    "VM_WORKERS": "2",
     "VM_DATABASE_URL": "sqlite:///data/demo.db",
     "VM_QUERY": "sql/daily_volume.sql",
     "MLFLOW_TRACKING_URI": "sqlite:///mlruns/mlflow.db",
@@ -74,27 +77,72 @@ class SmtpSettings:
         return bool(self.host and self.recipients)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a run needs, already validated."""
+DEFAULT_MONITOR = "default"
+# The dimensions of the single-table set-up (the monitor named ``default``).
+DEFAULT_DIMENSIONS = ("channelid", "actioncode", "os_family")
 
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    """One monitored query: where it runs, what it returns, how its model is named and when
+    it alerts. ``dimensions`` None means every column of the result but ``date`` and
+    ``count`` (``user_agent`` becoming ``os_family``)."""
+
+    name: str
     database_url: str = field(repr=False)
     query_path: Path
-    tracking_uri: str
-    experiment: str
+    dimensions: tuple[str, ...] | None
     model_name: str
+    experiment: str
+    alert_min_anomalies: int = 1
+    alert_share: float | None = None
+    calendar_path: Path | None = None
+    owner: str = ""
+    runbook: str = ""
+    recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, already validated: the settings every monitor shares, and the
+    monitors (from ``monitors.yml``, or the one named ``default`` built from ``VM_*``)."""
+
+    tracking_uri: str
     model_alias: str
     results_dir: Path
     log_file: Path
     log_level: str
-    alert_min_anomalies: int
-    alert_share: float | None
     timezone: str
     schedule: str
     smtp: SmtpSettings
-    calendar_path: Path | None = None
+    monitors: tuple[MonitorSpec, ...]
+    state_url: str = field(default="", repr=False)
+    workers: int = 2
+    monitors_file: Path | None = None
     ua_cache_path: Path | None = None
     unknown_keys: tuple[str, ...] = ()  # VM_* names that are no setting: likely typos
+
+    def monitor(self, name: str | None = None) -> MonitorSpec:
+        """The monitor ``name``; without a name, the only one (an error when there are
+        several: the caller must say which)."""
+        if name is None:
+            if len(self.monitors) == 1:
+                return self.monitors[0]
+            raise ConfigError(
+                f"{len(self.monitors)} monitors are configured: name one with --monitor "
+                f"({', '.join(m.name for m in self.monitors)})"
+            )
+        for spec in self.monitors:
+            if spec.name == name:
+                return spec
+        known = ", ".join(m.name for m in self.monitors)
+        raise ConfigError(f"no monitor named {name!r} (configured: {known})")
+
+    def selected(self, names: Sequence[str] | None) -> tuple[MonitorSpec, ...]:
+        """The monitors ``names`` in the order given (all of them when none is named)."""
+        if not names:
+            return self.monitors
+        return tuple(self.monitor(name) for name in dict.fromkeys(names))
 
     @property
     def artifact_dir(self) -> Path | None:
@@ -108,7 +156,8 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in logs, results or emails: the database, tracking
         store and SMTP passwords, each also as written inside a URL."""
-        forms = [*url_password_forms(self.database_url), *url_password_forms(self.tracking_uri)]
+        urls = [*(m.database_url for m in self.monitors), self.tracking_uri, self.state_url]
+        forms = [form for url in urls for form in url_password_forms(url)]
         if self.smtp.password:
             forms.append(self.smtp.password)
         return tuple(dict.fromkeys(f for f in forms if f))
@@ -143,7 +192,27 @@ def load_settings(
     values = {**DEFAULTS, **from_file, **{k: environ[k] for k in DEFAULTS if k in environ}}
     given = {**from_file, **environ}
     unknown = tuple(sorted(k for k in given if k.startswith("VM_") and k not in DEFAULTS))
-    return replace(_build(values), unknown_keys=unknown)
+    settings = _build(values)
+    monitors_file = _monitors_file(values["VM_MONITORS"])
+    if monitors_file is not None:
+        from volume_monitor.monitors import read_monitors
+
+        lookup = {**from_file, **environ}
+        specs = read_monitors(monitors_file, lookup, settings.smtp.recipients)
+        settings = replace(settings, monitors=specs, monitors_file=monitors_file)
+    return replace(settings, unknown_keys=unknown)
+
+
+def _monitors_file(value: str) -> Path | None:
+    """The monitors file: ``VM_MONITORS`` (which must exist), else ``monitors.yml`` in the
+    working directory when there is one, else None (the ``default`` monitor)."""
+    if value.strip():
+        path = _path(value.strip())
+        if not path.is_file():
+            raise ConfigError(f"VM_MONITORS names {path}, which does not exist")
+        return path
+    found = _path("monitors.yml")
+    return found if found.is_file() else None
 
 
 def warn_unknown_keys(settings: Settings) -> None:
@@ -171,29 +240,47 @@ def _build(v: Mapping[str, str]) -> Settings:
         raise ConfigError("ALERT_FROM and every address in ALERT_TO must be email addresses")
     if smtp.host and not smtp.recipients:
         raise ConfigError("SMTP_HOST is set but ALERT_TO is empty: nobody would get the alert")
-    share = v["VM_ALERT_SHARE"].strip()
+    workers = _integer(v, "VM_WORKERS")
+    if workers < 1:
+        raise ConfigError("VM_WORKERS must be at least 1")
     return Settings(
-        database_url=_absolute_sqlite(v["VM_DATABASE_URL"], "VM_DATABASE_URL"),
-        query_path=_path(v["VM_QUERY"]),
         tracking_uri=_tracking_uri(v["MLFLOW_TRACKING_URI"]),
-        experiment=_required(v, "VM_EXPERIMENT"),
-        model_name=_required(v, "VM_MODEL_NAME"),
         model_alias=_required(v, "VM_MODEL_ALIAS"),
         results_dir=_path(v["VM_RESULTS_DIR"]),
         log_file=_path(v["VM_LOG_FILE"]),
         log_level=_log_level(v["VM_LOG_LEVEL"]),
-        alert_min_anomalies=_integer(v, "VM_ALERT_MIN_ANOMALIES"),
-        alert_share=_share(share) if share else None,
         timezone=_timezone(v["VM_TIMEZONE"]),
         schedule=_required(v, "VM_SCHEDULE"),
         smtp=smtp,
-        calendar_path=_path(v["VM_CALENDAR"]) if v["VM_CALENDAR"].strip() else None,
+        monitors=(_default_monitor(v, smtp.recipients),),
+        state_url=absolute_sqlite(v["VM_STATE_URL"], "VM_STATE_URL"),
+        workers=workers,
         ua_cache_path=_path(v["VM_UA_CACHE"]) if v["VM_UA_CACHE"].strip() else None,
     )
 
 
-def _path(value: str) -> Path:
-    return Path(value).expanduser().absolute()
+def _default_monitor(v: Mapping[str, str], recipients: tuple[str, ...]) -> MonitorSpec:
+    """The single-table set-up as the monitor ``default``, from the ``VM_*`` settings."""
+    share = v["VM_ALERT_SHARE"].strip()
+    return MonitorSpec(
+        name=DEFAULT_MONITOR,
+        database_url=absolute_sqlite(v["VM_DATABASE_URL"], "VM_DATABASE_URL"),
+        query_path=_path(v["VM_QUERY"]),
+        dimensions=DEFAULT_DIMENSIONS,
+        model_name=_required(v, "VM_MODEL_NAME"),
+        experiment=_required(v, "VM_EXPERIMENT"),
+        alert_min_anomalies=_integer(v, "VM_ALERT_MIN_ANOMALIES"),
+        alert_share=_share(share) if share else None,
+        calendar_path=_path(v["VM_CALENDAR"]) if v["VM_CALENDAR"].strip() else None,
+        recipients=recipients,
+    )
+
+
+def _path(value: str, base: Path | None = None) -> Path:
+    """``value`` as an absolute path; a relative one resolves against ``base`` (default: the
+    working directory)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base or Path.cwd()) / path
 
 
 def _required(v: Mapping[str, str], key: str) -> str:
@@ -203,14 +290,15 @@ def _required(v: Mapping[str, str], key: str) -> str:
     return value
 
 
-def _absolute_sqlite(value: str, key: str) -> str:
-    """Validate a database URL; make a relative SQLite file path absolute."""
+def absolute_sqlite(value: str, key: str, base: Path | None = None) -> str:
+    """Validate a database URL; make a relative SQLite file path absolute (against ``base``,
+    default the working directory). ``key`` names the setting in the error."""
     try:
         url = make_url(value.strip())
     except (ArgumentError, ValueError):
         raise ConfigError(f"{key} is not a valid database URL") from None
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        url = url.set(database=str(_path(url.database)))
+        url = url.set(database=str(_path(url.database, base)))
     return url.render_as_string(hide_password=False)
 
 
@@ -220,7 +308,7 @@ def _tracking_uri(value: str) -> str:
     value = value.strip()
     if value != "databricks" and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
         raise ConfigError(f"MLFLOW_TRACKING_URI is not a tracking URI: {redact_url(value)!r}")
-    return _absolute_sqlite(value, "MLFLOW_TRACKING_URI") if value.startswith("sqlite:") else value
+    return absolute_sqlite(value, "MLFLOW_TRACKING_URI") if value.startswith("sqlite:") else value
 
 
 def _boolean(v: Mapping[str, str], key: str) -> bool:

@@ -1,16 +1,21 @@
 """The database stage: an engine from the URL, a query file run with bound dates, and the
 check that its result honours the query contract.
 
-The contract: one row per aggregate with the columns ``date, channelid, actioncode,
-user_agent, count`` (``os_family`` may replace ``user_agent``, then no parsing is done).
+The contract: one row per aggregate with the columns ``date``, ``count`` and the monitor's
+dimension columns. A dimension ``os_family`` may come as ``user_agent`` (each distinct agent is
+then parsed into its OS family). Without declared dimensions, every column but ``date`` and
+``count`` is one. The default monitor's dimensions are ``channelid, actioncode, os_family``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +25,12 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql.elements import TextClause
 
-from volume_monitor.config import redact_url
+from volume_monitor.config import DEFAULT_DIMENSIONS, redact_url
 from volume_monitor.errors import ConfigError, DatabaseError, QueryError
 
 log = logging.getLogger(__name__)
 
-KEY_COLUMNS = ("date", "channelid", "actioncode")
-AGENT_COLUMNS = ("user_agent", "os_family")
+AGENT, FAMILY = "user_agent", "os_family"  # a user agent column becomes the OS family
 MISSING_LABEL = "(none)"
 # Rows of the query result held in memory at once (10k: ~30 MB less peak than 20k).
 CHUNK_ROWS = 10_000
@@ -61,13 +65,17 @@ def sqlite_file(url: str) -> Path | None:
     return None
 
 
-def read_query(path: Path) -> TextClause:
-    """The SQL in ``path`` as a statement with ``:start`` and ``:end`` bound as dates."""
+def read_sql(path: Path) -> str:
+    """The text of the query file ``path``."""
     try:
-        sql = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the query file {path}: {exc.strerror}") from None
-    statement = text(without_comment_lines(sql))
+
+
+def read_query(path: Path) -> TextClause:
+    """The SQL in ``path`` as a statement with ``:start`` and ``:end`` bound as dates."""
+    statement = text(without_comment_lines(read_sql(path)))
     names = set(statement.compile().params)
     missing = {"start", "end"} - names
     if missing:
@@ -78,17 +86,67 @@ def read_query(path: Path) -> TextClause:
     return statement.bindparams(bindparam("start", type_=Date), bindparam("end", type_=Date))
 
 
-def fetch(engine: Engine, query: TextClause, start: dt.date, end: dt.date) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Contract:
+    """What a query result must hold: ``date``, ``count`` and the ``dimensions``; ``agent``
+    names the column holding user agents to parse into ``os_family`` (None: nothing to
+    parse)."""
+
+    dimensions: tuple[str, ...]
+    agent: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns of a checked frame, in order."""
+        kept = [self.agent if d == FAMILY and self.agent else d for d in self.dimensions]
+        return ["date", *kept, "count"]
+
+
+def contract_for(columns: Sequence[str], dimensions: Sequence[str] | None) -> Contract:
+    """The contract a result with ``columns`` meets for the declared ``dimensions`` (None:
+    every column but ``date`` and ``count``), or :class:`QueryError` naming what is missing."""
+    names = [str(c).lower() for c in columns]
+    if dimensions is None:
+        dimensions = [FAMILY if c == AGENT else c for c in names if c not in ("date", "count")]
+        dimensions = list(dict.fromkeys(dimensions))
+    agent = AGENT if FAMILY in dimensions and FAMILY not in names and AGENT in names else None
+    missing = [c for c in ("date", *dimensions, "count") if c not in names]
+    if agent:
+        missing.remove(FAMILY)
+    missing = [f"{AGENT} (or {FAMILY})" if c == FAMILY else c for c in missing]
+    if missing:
+        raise QueryError(
+            f"the query result is missing the column(s) {', '.join(missing)}; "
+            f"it returned {', '.join(names) or 'no columns'}"
+        )
+    if not dimensions:
+        raise QueryError("the query result has no dimension column besides date and count")
+    return Contract(tuple(dimensions), agent)
+
+
+def fetch(
+    engine: Engine,
+    query: TextClause,
+    start: dt.date,
+    end: dt.date,
+    dimensions: Sequence[str] | None = DEFAULT_DIMENSIONS,
+) -> pd.DataFrame:
     """Run ``query`` for ``[start, end)`` and return its rows checked against the contract."""
-    return pd.concat(fetch_chunks(engine, query, start, end), ignore_index=True)
+    return pd.concat(fetch_chunks(engine, query, start, end, dimensions), ignore_index=True)
 
 
 def fetch_chunks(
-    engine: Engine, query: TextClause, start: dt.date, end: dt.date, rows: int = CHUNK_ROWS
+    engine: Engine,
+    query: TextClause,
+    start: dt.date,
+    end: dt.date,
+    dimensions: Sequence[str] | None = DEFAULT_DIMENSIONS,
+    rows: int = CHUNK_ROWS,
 ) -> Iterator[pd.DataFrame]:
-    """Run ``query`` for ``[start, end)`` and yield its rows checked against the contract,
-    ``rows`` at a time, streamed from the server where the driver can: memory does not grow
-    with the size of the result. At least one (perhaps empty) frame is yielded."""
+    """Run ``query`` for ``[start, end)`` and yield its rows checked against the contract
+    for ``dimensions``, ``rows`` at a time, streamed from the server where the driver can:
+    memory does not grow with the size of the result. At least one (perhaps empty) frame is
+    yielded."""
     began, total = time.perf_counter(), 0
     safe = redact_url(engine.url.render_as_string(hide_password=False))
     try:
@@ -101,15 +159,17 @@ def fetch_chunks(
             result = streamed.execute(query, {"start": start, "end": end})
             with result:  # closed even when a chunk breaks the contract: no lock is left
                 columns = list(result.keys())
-                _warn_of_extra_columns(columns)
+                contract = contract_for(columns, dimensions)
+                _warn_of_extra_columns(columns, contract)
                 for part in result.partitions(rows):
                     total += len(part)
                     # plain tuples (pandas probes Row objects for attributes: 8x slower) into
                     # object columns, converted once by check_contract
                     tuples = [tuple(row) for row in part]
-                    yield check_contract(pd.DataFrame(tuples, columns=columns, dtype=object))
+                    frame = pd.DataFrame(tuples, columns=columns, dtype=object)
+                    yield check_contract(frame, contract)
                 if not total:
-                    yield check_contract(pd.DataFrame(columns=columns))
+                    yield check_contract(pd.DataFrame(columns=columns), contract)
         except SQLAlchemyError as exc:
             raise QueryError(f"the query failed on {safe}: {first_line(exc)}") from None
     log.info(
@@ -118,9 +178,9 @@ def fetch_chunks(
     )  # fmt: skip
 
 
-def _warn_of_extra_columns(columns: list[str]) -> None:
+def _warn_of_extra_columns(columns: list[str], contract: Contract) -> None:
     """Columns beyond the contract are dropped; their rows are summed into their series."""
-    known = {*KEY_COLUMNS, "count", *AGENT_COLUMNS}
+    known = set(contract.columns)
     extra = [str(c) for c in columns if str(c).lower() not in known]
     if extra:
         log.warning(
@@ -129,31 +189,31 @@ def _warn_of_extra_columns(columns: list[str]) -> None:
         )
 
 
-def check_contract(frame: pd.DataFrame) -> pd.DataFrame:
+def check_contract(
+    frame: pd.DataFrame, contract: Contract | Sequence[str] | None = DEFAULT_DIMENSIONS
+) -> pd.DataFrame:
     """The query result with normalised types, or :class:`QueryError` naming what is wrong.
 
-    ``date`` becomes a datetime64 day, ``channelid`` and ``actioncode`` strings (NULL becomes
-    ``(none)``), ``count`` a non-negative integer; ``user_agent`` or ``os_family`` is kept as is.
+    ``contract`` is a :class:`Contract` or the dimensions to build one for. ``date`` becomes
+    a datetime64 day, each dimension a string (NULL becomes ``(none)``), ``count`` a
+    non-negative integer; a ``user_agent`` column to parse is kept as it is.
     """
     frame = frame.rename(columns=str.lower)
-    agent = next((c for c in AGENT_COLUMNS if c in frame.columns), None)
-    missing = [c for c in (*KEY_COLUMNS, "count") if c not in frame.columns]
-    if agent is None:
-        missing.append("user_agent (or os_family)")
-    if missing:
-        raise QueryError(
-            f"the query result is missing the column(s) {', '.join(missing)}; "
-            f"it returned {', '.join(map(str, frame.columns)) or 'no columns'}"
-        )
-    return pd.DataFrame(
-        {
-            "date": _dates(frame["date"]),
-            "channelid": _labels(frame["channelid"]),
-            "actioncode": _labels(frame["actioncode"]),
-            agent: frame[agent],
-            "count": _counts(frame["count"]),
-        }
-    )
+    if not isinstance(contract, Contract):
+        contract = contract_for(list(frame.columns), contract)
+    columns = {"date": _dates(frame["date"])}
+    for name in contract.columns[1:-1]:
+        columns[name] = frame[name] if name == contract.agent else _labels(frame[name])
+    columns["count"] = _counts(frame["count"])
+    return pd.DataFrame(columns)
+
+
+def query_fingerprint(path: Path) -> str:
+    """A hash of the query file's SQL without comment lines and with white space folded: a
+    model remembers the query it learnt from, and editing a comment changes nothing."""
+    sql = without_comment_lines(read_sql(path))
+    folded = re.sub(r"\s+", " ", sql).strip()
+    return hashlib.sha256(folded.encode("utf-8")).hexdigest()[:16]
 
 
 def without_comment_lines(sql: str) -> str:

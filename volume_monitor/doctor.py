@@ -17,8 +17,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from volume_monitor import alert, db, jobs, tracking
-from volume_monitor.config import Settings, SmtpSettings, redact_url
+from volume_monitor import alert, clock, db, state, tracking
+from volume_monitor.config import DEFAULT_MONITOR, MonitorSpec, Settings, SmtpSettings, redact_url
 from volume_monitor.errors import VolumeMonitorError
 from volume_monitor.logs import mask
 
@@ -35,23 +35,38 @@ class Check:
     detail: str
 
 
-def run_checks(settings: Settings, smtp_login: bool = True) -> list[Check]:
-    """Check every part of the configuration; ``smtp_login`` false leaves the SMTP server
-    uncontacted (its settings are still reported)."""
-    database = _attempt("database", lambda: _database(settings))
-    query = _attempt("query", lambda: _query(settings, database.ok))
+def run_checks(
+    settings: Settings, smtp_login: bool = True, names: list[str] | None = None
+) -> list[Check]:
+    """Check every part of the configuration, for the monitors ``names`` (default: all);
+    ``smtp_login`` false leaves the SMTP server uncontacted (its settings are still
+    reported)."""
     store = _attempt("mlflow", lambda: _store(settings))
-    model = _attempt("model", lambda: _model(settings)) if store.ok else _not_run("model", store)
-    checks = [
-        database,
-        query,
+    checks = []
+    for monitor in settings.selected(names):
+        checks += _monitor_checks(settings, monitor, store)
+    checks += [
         store,
-        model,
+        _attempt("state", lambda: _state(settings)),
         _attempt("results", lambda: _writable(settings.results_dir)),
         _attempt("log", lambda: _writable(settings.log_file.parent)),
         _attempt("smtp", lambda: _smtp(settings.smtp, smtp_login)),
     ]
     return [replace(c, detail=mask(c.detail, settings.secrets)) for c in checks]
+
+
+def _monitor_checks(settings: Settings, monitor: MonitorSpec, store: Check) -> list[Check]:
+    """The database, the query and the production model of one monitor; the checks of a
+    monitor other than ``default`` are named after it (``orders: query``)."""
+    prefix = "" if monitor.name == DEFAULT_MONITOR else f"{monitor.name}: "
+    found: dict[str, list[str]] = {}
+    database = _attempt(prefix + "database", lambda: _database(monitor))
+    query = _attempt(prefix + "query", lambda: _query(settings, monitor, database.ok, found))
+    if store.ok:
+        model = _attempt(prefix + "model", lambda: _model(settings, monitor, found))
+    else:
+        model = _not_run(prefix + "model", store)
+    return [database, query, model]
 
 
 def format_report(checks: list[Check]) -> str:
@@ -78,9 +93,9 @@ def _not_run(name: str, needed: Check) -> Check:
     return Check(name, False, f"not run: the {needed.name} check failed")
 
 
-def _database(settings: Settings) -> str:
-    safe = redact_url(settings.database_url)
-    engine = db.make_engine(settings.database_url)
+def _database(monitor: MonitorSpec) -> str:
+    safe = redact_url(monitor.database_url)
+    engine = db.make_engine(monitor.database_url)
     try:
         with engine.connect():
             return f"{safe} reachable"
@@ -90,20 +105,23 @@ def _database(settings: Settings) -> str:
         engine.dispose()
 
 
-def _query(settings: Settings, database_ok: bool) -> str:
-    """Run the query for yesterday: its result must honour the column contract."""
-    name = settings.query_path.name
-    query = db.read_query(settings.query_path)
+def _query(settings: Settings, monitor: MonitorSpec, database_ok: bool, found: dict) -> str:
+    """Run the query for yesterday: its result must honour the column contract. The
+    dimensions it returns are kept in ``found`` for the model check."""
+    name = monitor.query_path.name
+    query = db.read_query(monitor.query_path)
     if not database_ok:
         raise _Broken(f"{name} not run: the database check failed")
-    day = jobs.yesterday(settings)
-    engine = db.make_engine(settings.database_url)
+    day = clock.yesterday(settings)
+    engine = db.make_engine(monitor.database_url)
     try:
-        rows = len(db.fetch(engine, query, day, jobs.today(settings)))
+        frame = db.fetch(engine, query, day, clock.today(settings), monitor.dimensions)
     finally:
         engine.dispose()
-    found = f"{rows} row{'s' if rows > 1 else ''}" if rows else "no rows"
-    return f"{name}: columns match, {found} for {day}"
+    dimensions = [db.FAMILY if c == db.AGENT else c for c in frame.columns[1:-1]]
+    found["dimensions"] = dimensions
+    rows = f"{len(frame)} row{'s' if len(frame) > 1 else ''}" if len(frame) else "no rows"
+    return f"{name}: columns match ({', '.join(dimensions)}), {rows} for {day}"
 
 
 def _store(settings: Settings) -> str:
@@ -111,16 +129,25 @@ def _store(settings: Settings) -> str:
     tracking.require_store(settings)
     mlflow_client = tracking.client(settings)
     with tracking.store_errors(settings):
-        experiment = mlflow_client.get_experiment_by_name(settings.experiment)
-    state = "found" if experiment is not None else "not created yet"
-    return (
-        f"{redact_url(settings.tracking_uri)} reachable, experiment {settings.experiment!r} {state}"
-    )
+        models = len(mlflow_client.search_registered_models())
+    return f"{redact_url(settings.tracking_uri)} reachable, {models} registered model(s)"
 
 
-def _model(settings: Settings) -> str:
-    loaded = tracking.load_model(settings)
+def _model(settings: Settings, monitor: MonitorSpec, found: dict) -> str:
+    """The production model loads, and was trained for this monitor, its query and the
+    dimensions the query returns (when the query check found them)."""
+    loaded = tracking.load_model(settings, None, monitor)
+    dimensions = found.get("dimensions", loaded.detector.dimensions)
+    fingerprint = db.query_fingerprint(monitor.query_path)
+    problem = loaded.detector.mismatch(monitor.name, dimensions, fingerprint)
+    if problem:
+        raise _Broken(f"{loaded.label} cannot score this monitor: {problem}")
     return f"{loaded.uri} is version {loaded.version} (run {loaded.run_id or 'unknown'}), loads"
+
+
+def _state(settings: Settings) -> str:
+    with state.open_store(settings.state_url) as store:
+        return f"{redact_url(settings.state_url)} at schema revision {store.revision()}"
 
 
 def _writable(folder: Path) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from volume_monitor import etl, report
+from volume_monitor import etl, plots
 from volume_monitor.demo import DemoSpec, Fault, expected_counts
 from volume_monitor.model import SEED_PARAMS, VolumeDetector
 
@@ -245,7 +245,7 @@ def plot_detector(name: str, scored: pd.DataFrame, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     truth = ~scored["kind"].isin(NOT_ANOMALIES)
     paths = [
-        report.plot_histogram(
+        plots.plot_histogram(
             scored["score"].to_numpy(),
             folder / "histogram.png",
             f"{name}: decision function, all window rows",
@@ -260,7 +260,7 @@ def plot_detector(name: str, scored: pd.DataFrame, folder: Path) -> list[Path]:
         xlabel="false positive rate",
         ylabel="true positive rate",
     )
-    paths.append(report.save_figure(figure, dpi=90, path=folder / "roc.png"))
+    paths.append(plots.save_figure(figure, dpi=90, path=folder / "roc.png"))
     figure, (flagged, lowest) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     for scenario, rows in scored.groupby("scenario"):
         daily = rows.groupby("date").agg(flagged=("is_anomaly", "sum"), lowest=("score", "min"))
@@ -274,7 +274,7 @@ def plot_detector(name: str, scored: pd.DataFrame, folder: Path) -> list[Path]:
     lowest.set(ylabel="lowest score")
     flagged.legend(loc="upper left")
     lowest.tick_params(axis="x", rotation=30)
-    paths.append(report.save_figure(figure, dpi=90, path=folder / "scores_over_time.png"))
+    paths.append(plots.save_figure(figure, dpi=90, path=folder / "scores_over_time.png"))
     figure, axes = plt.subplots(figsize=(9, 4))
     kinds = ["", *sorted(k for k in scored["kind"].unique() if k)]
     axes.boxplot(
@@ -284,5 +284,5 @@ def plot_detector(name: str, scored: pd.DataFrame, folder: Path) -> list[Path]:
     axes.axhline(0.0, color="black", linestyle="--")
     axes.set(title=f"{name}: score by fault kind", ylabel="score")
     axes.tick_params(axis="x", rotation=30)
-    paths.append(report.save_figure(figure, dpi=90, path=folder / "scores_by_kind.png"))
+    paths.append(plots.save_figure(figure, dpi=90, path=folder / "scores_by_kind.png"))
     return paths

@@ -1,4 +1,9 @@
-"""Orchestration: ``train`` and ``score_day`` wire the stages together and do nothing else."""
+"""Orchestration: ``train``, ``score_day``, ``backfill`` and the ``nightly`` run wire the
+stages together for one monitor or several, and do nothing else.
+
+Several monitors run concurrently, up to ``VM_WORKERS`` at once, each under its own run lock.
+One broken monitor never stops the others: its error is collected in its :class:`Outcome`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,11 @@ import datetime as dt
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -20,34 +24,40 @@ from sqlalchemy.engine import make_url
 from volume_monitor import (
     agents,
     alert,
+    clock,
     db,
     etl,
+    files,
     known_days,
-    report,
+    plots,
+    results,
     runlock,
+    state,
     tracking,
 )
-from volume_monitor.config import Settings
+from volume_monitor.config import DEFAULT_DIMENSIONS, MonitorSpec, Settings
 from volume_monitor.errors import (
     AlertDeliveryError,
     ConfigError,
+    ModelMismatchError,
     NoDataError,
     ResultsError,
     VolumeMonitorError,
 )
+from volume_monitor.results import RunSummary
 
 log = logging.getLogger(__name__)
 
 TRAINING_DAYS = 365
 MIN_TRAINING_DAYS = 60  # fewer days give each weekday baseline only a few observations
-EMAIL_FILE, EMAIL_HTML_FILE = "email.txt", "email.html"
-PENDING_FILE = "pending_alert.json"  # an alert that could not be delivered, for the next run
 LATE_ALERT_DAYS = 7  # how far back a run looks for undelivered alerts
 VOLUME_PLOT_DAYS = 60
+EMAIL = "email"  # the outbox channel of the alert email
 
 
 @dataclass(frozen=True)
 class TrainResult:
+    monitor: str
     run_id: str
     version: str
     rows: int
@@ -58,23 +68,279 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class ScoreResult:
+    """A scored day: its folder, its summary, and the alert still to deliver (None when the
+    day does not alert, or its alert was already delivered)."""
+
     folder: Path
-    summary: dict[str, Any]
+    summary: RunSummary
+    message: alert.Message | None = None
 
 
-def today(settings: Settings) -> dt.date:
-    """Today's date in ``VM_TIMEZONE``."""
-    return dt.datetime.now(ZoneInfo(settings.timezone)).date()
+@dataclass(frozen=True)
+class Outcome:
+    """What one monitor's part of a run gave: its result, or the error that stopped it."""
+
+    monitor: str
+    result: Any = None
+    error: VolumeMonitorError | None = None
 
 
-def yesterday(settings: Settings) -> dt.date:
-    """The last whole day in ``VM_TIMEZONE``: what a nightly run scores."""
-    return today(settings) - dt.timedelta(days=1)
+@dataclass(frozen=True)
+class NightReport:
+    outcomes: list[Outcome]
+    undelivered: list[str]  # one line per alert that could not be delivered
+
+
+# --- several monitors ------------------------------------------------------------------
+
+
+def run_each(
+    monitors: Sequence[MonitorSpec], work: Callable[[MonitorSpec], Any], workers: int = 1
+) -> list[Outcome]:
+    """``work`` for each monitor, up to ``workers`` at once; a known error stops only its own
+    monitor. Outcomes come in the order of ``monitors``."""
+
+    def attempt(monitor: MonitorSpec) -> Outcome:
+        try:
+            return Outcome(monitor.name, work(monitor))
+        except VolumeMonitorError as exc:
+            return Outcome(monitor.name, error=exc)
+
+    if workers <= 1 or len(monitors) <= 1:
+        return [attempt(monitor) for monitor in monitors]
+    with ThreadPoolExecutor(min(workers, len(monitors)), thread_name_prefix="monitor") as pool:
+        return list(pool.map(attempt, monitors))
+
+
+def raise_failures(outcomes: Sequence[Outcome]) -> None:
+    """Raise one error naming every monitor that failed, with the most serious exit code (1
+    before 3 before 0); the error itself when only one monitor ran."""
+    failed = [o for o in outcomes if o.error is not None]
+    if not failed:
+        return
+    if len(outcomes) == 1:
+        raise failed[0].error
+    error = VolumeMonitorError("; ".join(f"monitor {o.monitor!r}: {o.error}" for o in failed))
+    codes = {o.error.exit_code for o in failed}
+    error.exit_code = 1 if 1 in codes else max(codes)
+    raise error
+
+
+def train_monitors(
+    settings: Settings,
+    names: Sequence[str] | None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    overrides: dict[str, str] | None = None,
+    promote: bool = False,
+) -> list[Outcome]:
+    """Train each monitor named (default: all), one after the other."""
+    return run_each(
+        settings.selected(names),
+        lambda monitor: train(settings, start, end, overrides, promote, monitor),
+    )
+
+
+def nightly(
+    settings: Settings,
+    day: dt.date,
+    names: Sequence[str] | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+) -> NightReport:
+    """The nightly run: deliver earlier alerts that could not be sent (marked late), score
+    ``day`` for each monitor named (default: all) under its run lock, then send one email per
+    recipient list with every alerting monitor's section."""
+    monitors = settings.selected(names)
+    with state.open_store(settings.state_url) as store:
+        undelivered = [] if dry_run else send_late_alerts(settings, store, day, monitors)
+
+        def score_one(monitor: MonitorSpec) -> ScoreResult:
+            with runlock.held(results.monitor_dir(settings.results_dir, monitor.name)):
+                return score_monitor(settings, store, monitor, day, dry_run=dry_run, force=force)
+
+        outcomes = run_each(monitors, score_one, settings.workers)
+        scored = [o.result for o in outcomes if o.error is None]
+        undelivered += deliver(settings, store, day, scored, dry_run)
+    return NightReport(outcomes, undelivered)
+
+
+# --- one monitor -----------------------------------------------------------------------
+
+
+def deploy(
+    settings: Settings,
+    day: dt.date,
+    dry_run: bool = False,
+    force: bool = False,
+    monitor: MonitorSpec | None = None,
+) -> ScoreResult:
+    """The nightly run of one monitor (default: the only one); its error is raised."""
+    monitor = monitor or settings.monitor()
+    report = nightly(settings, day, [monitor.name], dry_run, force)
+    raise_failures(report.outcomes)
+    if report.undelivered:
+        raise AlertDeliveryError("; ".join(report.undelivered))
+    return _reread(report.outcomes[0].result)
+
+
+def score_day(
+    settings: Settings,
+    day: dt.date,
+    dry_run: bool = False,
+    force: bool = False,
+    model: tracking.LoadedModel | None = None,
+    kind: str | None = None,
+    monitor: MonitorSpec | None = None,
+) -> ScoreResult:
+    """Score one day of one monitor (default: the only one) and deliver its alert alone,
+    without the run lock."""
+    monitor = monitor or settings.monitor()
+    with state.open_store(settings.state_url) as store:
+        result = score_monitor(
+            settings, store, monitor, day, dry_run=dry_run, force=force, model=model, kind=kind
+        )
+        failures = deliver(settings, store, day, [result], dry_run)
+    if failures:
+        raise AlertDeliveryError("; ".join(failures))
+    return _reread(result)
+
+
+def backfill(
+    settings: Settings,
+    start: dt.date,
+    end: dt.date,
+    notify: bool = False,
+    version: str | None = None,
+    progress: Callable[[int, int, dt.date], None] | None = None,
+    monitor: MonitorSpec | None = None,
+) -> list[ScoreResult]:
+    """Score every day from ``start`` to ``end`` (both included) in order for one monitor
+    (default: the only one), under its run lock, with the production model or the pinned
+    ``version``. Alerts are written to ``email.txt`` unless ``notify``; undelivered ones raise
+    :class:`AlertDeliveryError` at the end."""
+    monitor = monitor or settings.monitor()
+    if start > end:
+        raise ConfigError(f"the backfill is empty: --start {start} is after --end {end}")
+    clock.check_over(settings, end)
+    days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+    scored, undelivered = [], []
+    folder = results.monitor_dir(settings.results_dir, monitor.name)
+    with runlock.held(folder), state.open_store(settings.state_url) as store:
+        model = tracking.load_model(settings, version, monitor)
+        for number, day in enumerate(days, 1):
+            result = score_monitor(
+                settings, store, monitor, day, dry_run=not notify, model=model, kind="backfill"
+            )
+            undelivered += [f"{day}: {f}" for f in deliver(settings, store, day, [result], False)]
+            scored.append(_reread(result))
+            if progress:
+                progress(number, len(days), day)
+    if undelivered:
+        raise AlertDeliveryError(f"{len(undelivered)} alert(s) undelivered: {undelivered[0]}")
+    return scored
+
+
+def score_monitor(
+    settings: Settings,
+    store: state.Store,
+    monitor: MonitorSpec,
+    day: dt.date,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    model: tracking.LoadedModel | None = None,
+    kind: str | None = None,
+) -> ScoreResult:
+    """Score ``day`` for ``monitor`` with ``model`` (default: its production model): record the
+    counts and verdict in the state store, replace ``results/<monitor>/<day>/`` whole, and
+    compose the alert when the day alerts and it was not delivered before for this model
+    version (unless ``force``). Nothing is sent here."""
+    began = time.perf_counter()
+    clock.check_over(settings, day)
+    model, raw = _model_and_counts(settings, monitor, day, model)
+    dimensions = _dimensions_of(raw)
+    _check_model_fits(model, monitor, dimensions)
+    _warn_if_before_training(model, day)
+    detector = model.detector
+    frame = etl.prepare(raw, detector.series_frame, [pd.Timestamp(day)], dimensions)
+    scored = detector.score(frame)
+    known_day = known_days.read_calendar(monitor.calendar_path).get(day)
+    decision = alert.decide(scored, monitor, missing_day=raw.empty, known_day=known_day)
+    earlier = store.delivery(monitor.name, day, EMAIL, "alert")
+    delivered = earlier if _delivered_by(earlier, model) else None
+    summary = _summary(monitor, day, scored, dimensions, decision, model, delivered, known_day)
+    store.write_counts(monitor.name, dimensions, scored, "scored")
+    folder = results.day_dir(settings.results_dir, day, monitor.name)
+    case = alert.Scored(monitor, day, scored, dimensions, decision, model.label, folder)
+    to_send = decision.alert and (force or delivered is None)
+    email_file = dry_run or not settings.smtp.configured
+    message = _write_day(settings, store, case, summary, model, email_file and to_send)
+    kind = kind or ("dry run" if dry_run else "nightly")
+    store.record_day(_day_record(summary, kind))
+    if decision.alert and not to_send:
+        log.info("alert: %s of %s was already sent by this model", day, monitor.name)
+    log.info(
+        "deploy: %s %s scored, %d rows, %d anomalies, alert %s, in %.1fs; results in %s",
+        monitor.name, day, len(scored), decision.anomalies, decision.alert,
+        time.perf_counter() - began, folder,
+    )  # fmt: skip
+    deliverable = to_send and not email_file
+    return ScoreResult(folder, summary, message if deliverable else None)
+
+
+def train(
+    settings: Settings,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    overrides: dict[str, str] | None = None,
+    promote: bool = False,
+    monitor: MonitorSpec | None = None,
+) -> TrainResult:
+    """Fit a detector for ``monitor`` (default: the only one) on the window, log it to MLflow,
+    register a version, maybe promote it, and seed the state store with the window's counts
+    and expected ranges (so the first alert's plot has history)."""
+    from volume_monitor import evaluate  # training only: scoring does not pay for these
+    from volume_monitor.model import VolumeDetector
+
+    began = time.perf_counter()
+    monitor = monitor or settings.monitor()
+    start, end = training_window(settings, start, end)
+    params = detector_params(overrides or {})
+    raw = _without_excluded_days(_fetch(settings, monitor, start, end), monitor)
+    if raw.empty:
+        raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
+    dimensions = _dimensions_of(raw)
+    frame = etl.prepare(raw, dimensions=dimensions)
+    _warn_if_short(frame)
+    fingerprint = db.query_fingerprint(monitor.query_path)
+    try:
+        detector = VolumeDetector(**params).fit(frame, monitor=monitor.name, query_hash=fingerprint)
+    except ValueError as exc:
+        raise ConfigError(f"invalid model parameters: {exc}") from None
+    scored = detector.score(frame)
+    metrics = _training_metrics(frame, scored, dimensions)
+    if dimensions == list(DEFAULT_DIMENSIONS):  # its faults are injected into these segments
+        history = frame.reset_index()[["date", *dimensions, "count"]]
+        benchmark = evaluate.self_benchmark(history, params)
+        metrics.update({f"bench_{k}": v for k, v in benchmark.items() if not np.isnan(v)})
+    run_id, version = _log_run(settings, monitor, detector, frame, scored, metrics, params)
+    with state.open_store(settings.state_url) as store:
+        store.write_counts(monitor.name, dimensions, scored, "train")
+    if promote:
+        tracking.promote(settings, version, monitor)
+    log.info(
+        "train: %s, %d rows, %d series, version %s%s in %.1fs", monitor.name, len(frame),
+        metrics["series"], version, " (promoted)" if promote else "",
+        time.perf_counter() - began,
+    )  # fmt: skip
+    series, days = int(metrics["series"]), int(metrics["days"])
+    return TrainResult(monitor.name, run_id, version, len(frame), series, days, promote)
 
 
 def training_window(settings: Settings, start: dt.date | None, end: dt.date | None):
     """``[start, end)``; by default the 365 days before today."""
-    end = end or today(settings)
+    end = end or clock.today(settings)
     start = start or end - dt.timedelta(days=TRAINING_DAYS)
     if start >= end:
         raise ConfigError(f"the training window is empty: start {start} is not before end {end}")
@@ -95,241 +361,315 @@ def detector_params(overrides: dict[str, str]) -> dict[str, Any]:
     return params
 
 
-def train(
+# --- delivery --------------------------------------------------------------------------
+
+
+def deliver(
     settings: Settings,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
-    overrides: dict[str, str] | None = None,
-    promote: bool = False,
-) -> TrainResult:
-    """Fit a detector on the window, log it to MLflow, register a version, maybe promote it."""
-    from volume_monitor import evaluate  # training only: scoring does not pay for these
-    from volume_monitor.model import VolumeDetector
-
-    began = time.perf_counter()
-    start, end = training_window(settings, start, end)
-    params = detector_params(overrides or {})
-    raw = _without_excluded_days(_fetch(settings, start, end), settings)
-    if raw.empty:
-        raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
-    frame = etl.prepare(raw)
-    days = frame.index.nunique()
-    if days < MIN_TRAINING_DAYS:
-        log.warning(
-            "train: only %d days of history; %d or more give stable weekday baselines",
-            days,
-            MIN_TRAINING_DAYS,
-        )
-    try:
-        detector = VolumeDetector(**params).fit(frame)
-    except ValueError as exc:
-        raise ConfigError(f"invalid model parameters: {exc}") from None
-    scored = detector.score(frame)
-    metrics = _training_metrics(frame, scored)
-    history = frame.reset_index()[["date", *etl.SERIES_KEYS, "count"]]
-    benchmark = evaluate.self_benchmark(history, params)
-    metrics.update({f"bench_{k}": v for k, v in benchmark.items() if not np.isnan(v)})
-    run_id, version = _log_run(settings, detector, frame, scored, metrics, params, (start, end))
-    if promote:
-        tracking.promote(settings, version)
-    log.info(
-        "train: %d rows, %d series, version %s%s in %.1fs",
-        len(frame),
-        metrics["series"],
-        version,
-        " (promoted)" if promote else "",
-        time.perf_counter() - began,
-    )
-    return TrainResult(
-        run_id, version, len(frame), int(metrics["series"]), int(metrics["days"]), promote
-    )
-
-
-def _log_run(settings, detector, frame, scored, metrics, params, window) -> tuple[str, str]:
-    """Log the training run (parameters, metrics, score histogram, model) to MLflow."""
-    start, end = window
-    with tempfile.TemporaryDirectory() as scratch:
-        histogram = report.plot_histogram(
-            scored["score"].to_numpy(), Path(scratch) / report.HISTOGRAM_FILE,
-            f"Training {start}..{end}: decision function", params["contamination"],
-        )  # fmt: skip
-        run_params = {
-            **params, "window_start": start, "window_end": end,
-            "query": settings.query_path.name,
-            "database": make_url(settings.database_url).get_backend_name(),
-        }  # fmt: skip
-        return tracking.log_training(settings, detector, frame, run_params, metrics, [histogram])
-
-
-def deploy(
-    settings: Settings, day: dt.date, dry_run: bool = False, force: bool = False
-) -> ScoreResult:
-    """The nightly run: under the run lock, deliver the alerts of earlier days that could not
-    be sent (marked late), then score ``day``. An alert still undelivered raises
-    :class:`AlertDeliveryError` once everything else is done."""
-    with runlock.held(settings.results_dir):
-        undelivered = [] if dry_run else send_late_alerts(settings, day)
-        result = score_day(settings, day, dry_run=dry_run, force=force)
-    if undelivered:
-        raise AlertDeliveryError("late alert(s) still undelivered: " + "; ".join(undelivered))
-    return result
-
-
-def backfill(
-    settings: Settings,
-    start: dt.date,
-    end: dt.date,
-    notify: bool = False,
-    version: str | None = None,
-    progress: Callable[[int, int, dt.date], None] | None = None,
-) -> list[ScoreResult]:
-    """Score every day from ``start`` to ``end`` (both included) in order, under the run lock,
-    with the production model or the pinned ``version``. Alerts are written to ``email.txt``
-    unless ``notify``; undelivered ones raise :class:`AlertDeliveryError` at the end."""
-    if start > end:
-        raise ConfigError(f"the backfill is empty: --start {start} is after --end {end}")
-    _check_over(settings, end)
-    days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
-    results, undelivered = [], []
-    with runlock.held(settings.results_dir):
-        model = tracking.load_model(settings, version)
-        for number, day in enumerate(days, 1):
-            try:
-                scored = score_day(settings, day, not notify, model=model, kind="backfill")
-                results.append(scored)
-            except AlertDeliveryError as exc:
-                undelivered.append(f"{day}: {exc}")
-                folder = report.day_dir(settings.results_dir, day)
-                results.append(ScoreResult(folder, report.read_summary(folder) or {}))
-            if progress:
-                progress(number, len(days), day)
-    if undelivered:
-        raise AlertDeliveryError(f"{len(undelivered)} alert(s) undelivered: {undelivered[0]}")
-    return results
-
-
-def score_day(
-    settings: Settings,
+    store: state.Store,
     day: dt.date,
-    dry_run: bool = False,
-    force: bool = False,
-    model: tracking.LoadedModel | None = None,
-    kind: str | None = None,
-) -> ScoreResult:
-    """Score one day with ``model`` (default: the production model), write
-    ``results/<day>/``, alert if needed, and log the run to the scoring experiment as ``kind``
-    (default: ``nightly``, or ``dry run``).
-
-    Results are written before any email is attempted. A day already alerted by the same model
-    version is not emailed again unless ``force``.
-    """
-    began = time.perf_counter()
-    _check_over(settings, day)
-    model, raw = _model_and_counts(settings, day, model)
-    _warn_if_before_training(model, day)
-    frame = etl.prepare(raw, model.detector.series_frame, [pd.Timestamp(day)])
-    scored = model.detector.score(frame)
-    known_day = known_days.read_calendar(settings.calendar_path).get(day)
-    decision = alert.decide(scored, settings, missing_day=raw.empty, known_day=known_day)
-    folder = report.day_dir(settings.results_dir, day)
-    previous = report.read_summary(folder) or {}
-    sent_before = _already_notified(previous, model)
-    summary = _summary(day, scored, decision, model, previous if sent_before else {}, known_day)
-    histogram = _write_results(folder, scored, summary, model)
-    try:
-        if decision.alert and (force or not sent_before):
-            volume = _plot_volume(settings, day, model, scored, folder, raw.empty)
-            images = [histogram, volume]
-            model_name = f"{model.uri} (version {model.version})"
-            message = alert.compose(
-                day, scored, decision, model_name, folder, settings.smtp.recipients, images
-            )
-            _notify(settings, message, folder, summary, dry_run)
-        elif decision.alert:
-            log.info("alert: already sent for %s by this model; --force sends it again", day)
-    finally:
-        _log_history(settings, summary, kind or ("dry run" if dry_run else "nightly"))
-    log.info(
-        "deploy: %s scored, %d rows, %d anomalies, alert %s, in %.1fs; results in %s",
-        day, len(scored), decision.anomalies, decision.alert, time.perf_counter() - began,
-        folder,
-    )  # fmt: skip
-    return ScoreResult(folder, summary)
-
-
-def send_late_alerts(settings: Settings, day: dt.date) -> list[str]:
-    """Send, marked late, the alerts of the ``LATE_ALERT_DAYS`` days before ``day`` that could
-    not be delivered; returns one line per alert that still could not be."""
+    scored: Sequence[ScoreResult],
+    dry_run: bool,
+) -> list[str]:
+    """Send the alerts of ``scored`` as one email per recipient list, each monitor a section;
+    record every delivery in the outbox and in the day's summary. Returns one line per email
+    that could not be delivered (its alerts stay in the outbox for the next run)."""
+    waiting = [result for result in scored if result.message is not None]
+    if dry_run or not waiting:
+        return []
+    by_recipients: dict[tuple[str, ...], list[ScoreResult]] = {}
+    for result in waiting:
+        by_recipients.setdefault(result.message.recipients, []).append(result)
     failures = []
-    for earlier in range(LATE_ALERT_DAYS, 0, -1):
-        folder = report.day_dir(settings.results_dir, day - dt.timedelta(days=earlier))
-        pending = folder / PENDING_FILE
-        if not pending.exists():
-            continue
-        summary = report.read_summary(folder) or {}
-        message = alert.Message.from_json(pending.read_text(encoding="utf-8"))
-        late = alert.mark_late(message, summary.get("delivery_error", ""), settings.smtp.recipients)
-        try:
-            refused = alert.send(settings.smtp, late)
-        except AlertDeliveryError as exc:
-            failures.append(f"{folder.name}: {exc}")
-            continue
-        summary.update(notified=True, notified_at=_now(), late=True, refused_recipients=refused)
-        report.write_summary(folder, summary)
-        pending.unlink()
-        log.warning("alert: the alert of %s was delivered late", folder.name)
+    for recipients, group in by_recipients.items():
+        message = alert.combine(day, [r.message for r in group], recipients)
+        failure = _send(settings, store, day, message, group)
+        if failure:
+            failures.append(failure)
     return failures
 
 
-def _check_over(settings: Settings, day: dt.date) -> None:
-    if day >= today(settings):
-        raise ConfigError(
-            f"{day} is not over yet in {settings.timezone}: the latest day to score is "
-            f"{yesterday(settings)}"
+def _send(settings, store, day, message: alert.Message, group: list[ScoreResult]) -> str | None:
+    """Send ``message`` for the days of ``group``; record the outcome. Returns why it failed
+    (or which recipients refused it), None when everyone got it."""
+    try:
+        refused = alert.send(settings.smtp, message)
+    except AlertDeliveryError as exc:
+        for result in group:
+            _record_delivery(store, result, day, "failed", str(exc))
+        return str(exc)
+    for result in group:
+        _record_delivery(store, result, day, "sent", refused=refused)
+    if refused:  # the others got it: recorded as sent, but cron must hear of the failure
+        return f"the SMTP server refused recipient(s): {', '.join(refused)}"
+    return None
+
+
+def _record_delivery(store, result: ScoreResult, day, status, error=None, refused=()) -> None:
+    """The outbox row and the day's summary after a delivery attempt."""
+    summary = result.summary
+    earlier = store.delivery(summary.monitor, day, EMAIL, "alert")
+    sent_at = clock.now_utc() if status == "sent" else None
+    store.record_delivery(
+        state.Delivery(
+            summary.monitor, day, EMAIL, "alert", status,
+            attempts=(earlier.attempts if earlier else 0) + 1, last_error=error,
+            payload=result.message.to_json(), model_version=summary.model_version,
+            created_at=earlier.created_at if earlier else clock.now_utc(), sent_at=sent_at,
+        )
+    )  # fmt: skip
+    if status == "sent":
+        update = dict(notified=True, notified_at=sent_at, refused_recipients=list(refused))
+    else:
+        update = dict(delivery_error=error)
+    _update_summary(store, result.folder, replace(summary, **update))
+
+
+def send_late_alerts(
+    settings: Settings, store: state.Store, day: dt.date, monitors: Sequence[MonitorSpec]
+) -> list[str]:
+    """Send, marked late, the alerts of ``monitors`` from the ``LATE_ALERT_DAYS`` days before
+    ``day`` that could not be delivered; returns one line per alert that still could not."""
+    names = {monitor.name: monitor for monitor in monitors}
+    since = day - dt.timedelta(days=LATE_ALERT_DAYS)
+    failures = []
+    for waiting in store.undelivered(EMAIL, since, day):
+        if waiting.monitor not in names or not waiting.payload:
+            continue
+        message = alert.Message.from_json(waiting.payload)
+        recipients = names[waiting.monitor].recipients
+        late = alert.mark_late(message, waiting.last_error or "", recipients)
+        folder = results.day_dir(settings.results_dir, waiting.date, waiting.monitor)
+        summary = results.read_run_summary(folder)
+        try:
+            refused = alert.send(settings.smtp, late)
+        except AlertDeliveryError as exc:
+            store.record_delivery(
+                replace(waiting, attempts=waiting.attempts + 1, last_error=str(exc))
+            )
+            failures.append(f"{waiting.monitor} {waiting.date}: {exc}")
+            continue
+        sent_at = clock.now_utc()
+        store.record_delivery(
+            replace(waiting, status="sent", attempts=waiting.attempts + 1, sent_at=sent_at)
+        )
+        if summary is not None:
+            update = dict(notified=True, notified_at=sent_at, late=True, refused_recipients=refused)
+            _update_summary(store, folder, replace(summary, **update))
+        log.warning("alert: the alert of %s %s was delivered late", waiting.monitor, waiting.date)
+    return failures
+
+
+def _update_summary(store: state.Store, folder: Path, summary: RunSummary) -> None:
+    """Rewrite the day's ``summary.json`` and its record in the store."""
+    try:
+        results.write_summary(folder, summary)
+    except OSError as exc:
+        log.warning("results: cannot update %s: %s", folder / results.SUMMARY_FILE, exc)
+    record = store.day(summary.monitor, dt.date.fromisoformat(summary.date))
+    kind = record.kind if record else "nightly"
+    store.record_day(_day_record(summary, kind))
+
+
+# --- steps -----------------------------------------------------------------------------
+
+
+def _write_day(settings, store, case: alert.Scored, summary, model, email_file: bool):
+    """Build the day's folder beside its place and swap it in: histogram, scores, summary,
+    and, when the day alerts, the volume plot and the composed alert (also as ``email.txt``
+    and ``email.html`` when ``email_file``). Returns the alert, or None."""
+    folder, message = case.folder, None
+    title = f"{case.day}: {summary.anomalies} anomalous series (model v{model.version})"
+    try:
+        with files.replaced_folder(folder) as building:
+            plots.plot_histogram(
+                case.scored["score"].to_numpy(), building / results.HISTOGRAM_FILE, title,
+                model.detector.contamination,
+            )  # fmt: skip
+            results.write_scores(building, case.scored, case.dimensions)
+            results.write_summary(building, summary)
+            if case.decision.alert:
+                _plot_volume(store, case, building / results.VOLUME_FILE, model.version)
+                images = [folder / results.HISTOGRAM_FILE, folder / results.VOLUME_FILE]
+                message = alert.compose(case, case.monitor.recipients, images)
+            if message is not None and email_file:
+                _write_email(building, message, settings.smtp.sender)
+                why = "dry run or backfill" if settings.smtp.configured else "SMTP not configured"
+                log.warning("alert: not sent (%s); written to %s", why, folder / results.EMAIL_FILE)
+    except OSError as exc:
+        raise ResultsError(f"cannot write the results to {folder}: {exc.strerror or exc}") from None
+    return message
+
+
+def _write_email(folder: Path, message: alert.Message, sender: str) -> None:
+    files.write_text(folder / results.EMAIL_FILE, message.as_text(sender))
+    files.write_text(folder / results.EMAIL_HTML_FILE, message.html)
+
+
+def _plot_volume(store, case: alert.Scored, path: Path, version: str) -> Path:
+    """``volume.png``: the worst anomalous series (the whole volume on a missing day) over the
+    ``VOLUME_PLOT_DAYS`` days up to the day, against its expected range, from the state
+    store: what the monitor counted and expected then; days never counted are gaps."""
+    start = case.day - dt.timedelta(days=VOLUME_PLOT_DAYS - 1)
+    anomalous = results.worst_first(case.scored[case.scored["is_anomaly"]])
+    match, name = None, "all series"
+    if not (case.decision.missing_day or anomalous.empty):
+        worst = anomalous.iloc[0]
+        match = {d: str(worst[d]) for d in case.dimensions}
+        name = "/".join(match.values())
+    daily = store.daily_totals(case.monitor.name, start, case.day, match)
+    every_day = pd.date_range(start, case.day, name="date")
+    daily = daily.assign(date=pd.to_datetime(daily["date"])).set_index("date").reindex(every_day)
+    title = f"{name}: daily events up to {case.day} (model v{version})"
+    return plots.plot_volume(daily, path, title)
+
+
+def _model_and_counts(settings, monitor, day, model) -> tuple[tracking.LoadedModel, pd.DataFrame]:
+    """``model`` (default: the monitor's production model, loaded meanwhile in a second
+    thread) and the day's counts. The query waits on the database and loading on Python, so
+    the two overlap."""
+    end = day + dt.timedelta(days=1)
+    if model is not None:
+        return model, _fetch(settings, monitor, day, end)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model") as pool:
+        loading = pool.submit(tracking.load_model, settings, None, monitor)
+        try:
+            raw = _fetch(settings, monitor, day, end)
+        except VolumeMonitorError:
+            loading.result()  # without a model no day can be scored: its error comes first
+            raise
+        return loading.result(), raw
+
+
+def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.date):
+    """Counts per day and series for ``[start, end)``: the query's rows are reduced chunk by
+    chunk (user agent → OS family, summed), so memory stays flat however many rows it returns;
+    a series may appear once per chunk (``etl.prepare`` sums them). User agents seen on earlier
+    nights come from ``VM_UA_CACHE``."""
+    engine = db.make_engine(monitor.database_url)
+    query = db.read_query(monitor.query_path)
+    cache = agents.FamilyCache(settings.ua_cache_path)
+    chunks = db.fetch_chunks(engine, query, start, end, monitor.dimensions)
+    try:
+        parts = [etl.regroup(chunk, cache, _dimensions_of(chunk)) for chunk in chunks]
+    finally:
+        engine.dispose()
+    if cache.added or cache.recent:
+        log.info(
+            "agents: %d distinct user agents, %d new parsed in %.2fs, the rest from the cache",
+            len(cache.recent), cache.added, cache.parse_seconds,
+        )  # fmt: skip
+        cache.save()
+    return pd.concat(parts, ignore_index=True)
+
+
+def _dimensions_of(frame: pd.DataFrame) -> list[str]:
+    """The dimensions of a query or ETL frame: its columns but ``date`` and ``count`` (a
+    ``user_agent`` column stands for ``os_family``)."""
+    names = [db.FAMILY if c == db.AGENT else str(c) for c in frame.columns]
+    return [c for c in names if c not in ("date", "count")]
+
+
+def _check_model_fits(model: tracking.LoadedModel, monitor: MonitorSpec, dimensions) -> None:
+    problem = model.detector.mismatch(
+        monitor.name, dimensions, db.query_fingerprint(monitor.query_path)
+    )
+    if problem:
+        raise ModelMismatchError(
+            f"{model.uri} (version {model.version}) cannot score the monitor {monitor.name!r}: "
+            f"{problem}"
         )
 
 
-def _plot_volume(settings, day, model, scored, folder, missing_day: bool) -> Path:
-    """``volume.png``: the worst anomalous series (the whole volume on a missing day) over the
-    ``VOLUME_PLOT_DAYS`` days up to ``day``, against its expected range. Earlier days come from
-    their ``scores.csv`` (what the monitor counted and expected then), so an alert costs no
-    second query; days never scored are gaps."""
-    earlier = [day - dt.timedelta(days=n) for n in range(VOLUME_PLOT_DAYS - 1, 0, -1)]
-    history = pd.concat(
-        [report.read_scores(settings.results_dir, earlier), scored.assign(date=pd.Timestamp(day))]
+def _delivered_by(delivery: state.Delivery | None, model: tracking.LoadedModel) -> bool:
+    """Whether ``delivery`` is an alert already sent for the same model version."""
+    return bool(delivery) and delivery.status == "sent" and delivery.model_version == model.version
+
+
+def _reread(result: ScoreResult) -> ScoreResult:
+    """``result`` with its summary as the day's folder now holds it (after delivery)."""
+    summary = results.read_run_summary(result.folder)
+    return replace(result, summary=summary) if summary else result
+
+
+def _summary(monitor, day, scored, dimensions, decision, model, delivered, known_day):
+    """The day's :class:`RunSummary`; ``delivered`` is the outbox row of an alert already
+    sent for this day and model, which stays recorded."""
+    return RunSummary(
+        date=day.isoformat(),
+        monitor=monitor.name,
+        rows=len(scored),
+        anomalies=decision.anomalies,
+        anomaly_share=round(decision.share, 6),
+        alert=decision.alert,
+        reasons=decision.reasons,
+        model_uri=model.uri,
+        model_version=model.version,
+        run_id=model.run_id,
+        notified=delivered is not None,
+        notified_at=delivered.sent_at if delivered else None,
+        missing_day=decision.missing_day,
+        groups=alert.group_lines(scored, dimensions),
+        known_day=known_day.label if known_day else None,
+        scored_at=clock.now_utc(),
     )
-    anomalous = report.worst_first(scored[scored["is_anomaly"]])
-    if missing_day or anomalous.empty:
-        rows, name = history, "all series"
-    else:
-        worst = anomalous.iloc[0][etl.SERIES_KEYS]
-        rows = history[(history[etl.SERIES_KEYS].astype(str) == worst.astype(str)).all(axis=1)]
-        name = "/".join(str(value) for value in worst)
-    daily = rows.groupby("date")[["count", "expected_low", "expected_high"]].sum(min_count=1)
-    title = f"{name}: daily events up to {day} (model v{model.version})"
-    try:
-        return report.plot_volume(daily, folder / report.VOLUME_FILE, title)
-    except OSError as exc:
-        raise ResultsError(f"cannot write the volume plot to {folder}: {exc}") from None
 
 
-def _log_history(settings: Settings, summary: dict[str, Any], kind: str) -> None:
-    """Log the scored day to the scoring experiment; a store that fails only costs a warning:
-    the results and the alert matter more than the history."""
-    try:
-        tracking.log_scoring(settings, summary, kind)
-    except VolumeMonitorError as exc:
-        log.warning("history: the scoring run was not logged to MLflow: %s", exc)
+def _day_record(summary: RunSummary, kind: str) -> state.DayRecord:
+    return state.DayRecord(
+        monitor=summary.monitor,
+        date=dt.date.fromisoformat(summary.date),
+        scored_at=summary.scored_at,
+        kind=kind,
+        model_uri=summary.model_uri,
+        model_version=summary.model_version,
+        run_id=summary.run_id,
+        rows=summary.rows,
+        anomalies=summary.anomalies,
+        alert=summary.alert,
+        missing_day=summary.missing_day,
+        summary=summary.as_dict(),
+    )
 
 
-def _without_excluded_days(raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+def _log_run(settings, monitor, detector, frame, scored, metrics, params) -> tuple[str, str]:
+    """Log the training run (parameters, metrics, score histogram, model) to MLflow."""
+    start, end = (f"{d:%Y-%m-%d}" for d in (frame.index.min(), frame.index.max()))
+    with tempfile.TemporaryDirectory() as scratch:
+        histogram = plots.plot_histogram(
+            scored["score"].to_numpy(), Path(scratch) / results.HISTOGRAM_FILE,
+            f"{monitor.name}, training {start}..{end}: decision function",
+            params["contamination"],
+        )  # fmt: skip
+        run_params = {
+            **params, "window_start": start, "window_end": end,
+            "monitor": monitor.name, "dimensions": ",".join(detector.dimensions),
+            "query": monitor.query_path.name,
+            "database": make_url(monitor.database_url).get_backend_name(),
+        }  # fmt: skip
+        return tracking.log_training(
+            settings, monitor, detector, frame, run_params, metrics, [histogram]
+        )
+
+
+def _without_excluded_days(raw: pd.DataFrame, monitor: MonitorSpec) -> pd.DataFrame:
     """``raw`` without the calendar's days marked ``exclude_from_training``."""
-    excluded = known_days.excluded_from_training(known_days.read_calendar(settings.calendar_path))
+    calendar = known_days.read_calendar(monitor.calendar_path)
+    excluded = known_days.excluded_from_training(calendar)
     if not excluded:
         return raw
     keep = ~raw["date"].isin(pd.to_datetime(sorted(excluded)))
     log.info("train: %d calendar day(s) left out of training", raw.loc[~keep, "date"].nunique())
     return raw[keep]
+
+
+def _warn_if_short(frame: pd.DataFrame) -> None:
+    days = frame.index.nunique()
+    if days < MIN_TRAINING_DAYS:
+        log.warning(
+            "train: only %d days of history; %d or more give stable weekday baselines",
+            days, MIN_TRAINING_DAYS,
+        )  # fmt: skip
 
 
 def _warn_if_before_training(model: tracking.LoadedModel, day: dt.date) -> None:
@@ -344,121 +684,12 @@ def _warn_if_before_training(model: tracking.LoadedModel, day: dt.date) -> None:
         )  # fmt: skip
 
 
-def _model_and_counts(settings, day, model) -> tuple[tracking.LoadedModel, pd.DataFrame]:
-    """``model`` (default: the production model, loaded meanwhile in a second thread) and the
-    day's counts. The query waits on the database and loading on Python, so the two overlap."""
-    end = day + dt.timedelta(days=1)
-    if model is not None:
-        return model, _fetch(settings, day, end)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model") as pool:
-        loading = pool.submit(tracking.load_model, settings)
-        try:
-            raw = _fetch(settings, day, end)
-        except VolumeMonitorError:
-            loading.result()  # without a model no day can be scored: its error comes first
-            raise
-        return loading.result(), raw
-
-
-def _fetch(settings: Settings, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """Counts per day and series for ``[start, end)``: the query's rows are reduced chunk by
-    chunk (user agent → OS family, summed), so memory stays flat however many rows it returns;
-    a series may appear once per chunk (``etl.prepare`` sums them). User agents seen on earlier
-    nights come from ``VM_UA_CACHE``."""
-    engine = db.make_engine(settings.database_url)
-    query = db.read_query(settings.query_path)
-    cache = agents.FamilyCache(settings.ua_cache_path)
-    parts = [etl.regroup(chunk, cache) for chunk in db.fetch_chunks(engine, query, start, end)]
-    log.info(
-        "agents: %d distinct user agents, %d new parsed in %.2fs, the rest from the cache",
-        len(cache.recent), cache.added, cache.parse_seconds,
-    )  # fmt: skip
-    cache.save()
-    return pd.concat(parts, ignore_index=True)
-
-
-def _write_results(
-    folder: Path, scored: pd.DataFrame, summary: dict[str, Any], model: tracking.LoadedModel
-) -> Path:
-    """``histogram.png``, ``scores.csv`` and ``summary.json``; returns the histogram's path."""
-    title = f"{summary['date']}: {summary['anomalies']} anomalous series (model v{model.version})"
-    try:
-        histogram = report.plot_histogram(
-            scored["score"].to_numpy(), folder / report.HISTOGRAM_FILE, title,
-            model.detector.contamination,
-        )  # fmt: skip
-        report.write_scores(folder, scored)
-        report.write_summary(folder, summary)
-    except OSError as exc:
-        raise ResultsError(f"cannot write the results to {folder}: {exc.strerror or exc}") from None
-    return histogram
-
-
-def _notify(
-    settings: Settings, message: alert.Message, folder: Path, summary: dict, dry_run: bool
-) -> None:
-    """Send the alert, or write it to ``email.txt`` and ``email.html`` on a dry run or when
-    SMTP is not configured; record the outcome in ``summary.json``. An undelivered alert is
-    kept in ``pending_alert.json`` for the next run and raises :class:`AlertDeliveryError`
-    once the outcome is recorded."""
-    if dry_run or not settings.smtp.configured:
-        report.write_text(folder / EMAIL_FILE, message.as_text(settings.smtp.sender))
-        report.write_text(folder / EMAIL_HTML_FILE, message.html)
-        why = "dry run" if dry_run else "SMTP_HOST or ALERT_TO is not set"
-        log.warning("alert: not sent (%s); written to %s", why, folder / EMAIL_FILE)
-        return
-    try:
-        refused = alert.send(settings.smtp, message)
-    except AlertDeliveryError as exc:
-        summary["delivery_error"] = str(exc)
-        report.write_text(folder / PENDING_FILE, message.to_json())
-        report.write_summary(folder, summary)
-        raise
-    summary.update(notified=True, notified_at=_now(), refused_recipients=refused)
-    report.write_summary(folder, summary)
-    for stale in (PENDING_FILE, EMAIL_FILE, EMAIL_HTML_FILE):
-        (folder / stale).unlink(missing_ok=True)
-    if refused:  # the others got it: recorded as sent, but cron must hear of the failure
-        raise AlertDeliveryError(f"the SMTP server refused recipient(s): {', '.join(refused)}")
-
-
-def _already_notified(previous: dict[str, Any], model: tracking.LoadedModel) -> bool:
-    """Whether an earlier run already delivered this day's alert for the same model version."""
-    same_model = (previous.get("model_uri"), previous.get("model_version")) == (
-        model.uri,
-        model.version,
-    )
-    return bool(previous.get("notified")) and same_model
-
-
-def _summary(day, scored, decision, model, sent, known_day=None) -> dict[str, Any]:
-    """The ``summary.json`` content; ``sent`` is the earlier summary of a delivered alert for
-    this day and model, whose delivery stays recorded; ``known_day`` its calendar entry."""
-    return {
-        "date": day.isoformat(),
-        "rows": len(scored),
-        "anomalies": decision.anomalies,
-        "anomaly_share": round(decision.share, 6),
-        "alert": decision.alert,
-        "reasons": decision.reasons,
-        "missing_day": decision.missing_day,
-        "groups": alert.group_lines(scored),
-        "known_day": known_day.label if known_day else None,
-        "model_uri": model.uri,
-        "model_version": model.version,
-        "run_id": model.run_id,
-        "notified": bool(sent),
-        "notified_at": sent.get("notified_at"),
-        "scored_at": _now(),
-    }
-
-
-def _training_metrics(frame: pd.DataFrame, scored: pd.DataFrame) -> dict[str, float]:
+def _training_metrics(frame, scored, dimensions) -> dict[str, float]:
     scores = scored["score"].to_numpy()
     quantiles = np.quantile(scores, [0.01, 0.05, 0.5, 0.95])
     return {
         "rows": float(len(frame)),
-        "series": float(len(frame[etl.SERIES_KEYS].drop_duplicates())),
+        "series": float(len(frame[dimensions].drop_duplicates())),
         "days": float(frame.index.nunique()),
         "anomaly_share": float(scored["is_anomaly"].mean()),
         "outlier_share": float((scores < 0).mean()),
@@ -487,7 +718,3 @@ def _typed(key: str, text: str, default: Any) -> Any:
 
 def _type_name(default: Any) -> str:
     return "a number or none" if default is None else f"a {type(default).__name__}"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

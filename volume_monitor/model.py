@@ -25,8 +25,11 @@ Two feature sets:
 count lies outside the expected range, the robust z-score / MAD rule of data-quality tools.
 
 With baseline features, a row is also anomalous when its series moved together with the rest
-of its channel, channel × action or channel × OS family (see ``_moved_with_group``): a +30%
-duplicate across a channel is clear as a group though small in each series.
+of a group it belongs to (see :func:`group_keys`: for the default monitor its channel,
+channel × action or channel × OS family): a +30% duplicate across a channel is clear as a
+group though small in each series.
+
+The detector learns its dimensions (the series' key columns) from the frame it is fitted on.
 
 The expected range of a series is ``band`` robust spreads around its weekday baseline, and at
 least ``min_change`` events either side of the expected count.
@@ -44,7 +47,7 @@ from sklearn.neighbors import LocalOutlierFactor
 from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from sklearn.svm import OneClassSVM
 
-from volume_monitor.etl import SERIES_KEYS
+from volume_monitor.config import DEFAULT_DIMENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,13 @@ SEED_PARAMS = {"n_estimators": 100, "max_samples": 256, "contamination": 0.15, "
 FEATURE_SETS = ("baseline", "seed")
 METHODS = ("iforest", "ocsvm", "lof", "zscore")
 OCSVM_MAX_ROWS = 5000
-GROUPS = (("channelid",), ("channelid", "actioncode"), ("channelid", "os_family"))
+NOT_DIMENSIONS = ("date", "count", "weekday", "month")
 MIN_SPREAD = 0.05  # in log1p units: about ±5% of a large series
 MAD_TO_SD = 1.4826
 DUPLICATE_MULTIPLES = (2, 3)  # a duplicated load: count / m close to the baseline
 DUPLICATE_SPREADS = 2.0  # "close": within this many spreads
 STALL_RATIO = 0.1  # at most 10% of expected
+MAX_EXPECTED = 2.0**53  # the widest expected range: still a whole number in a float
 
 # The types a saved VolumeDetector holds beyond those skops trusts by default; loading refuses
 # any other type.
@@ -102,23 +106,30 @@ class VolumeDetector(BaseEstimator):
 
     # --- fitting -------------------------------------------------------------------------
 
-    def fit(self, frame: pd.DataFrame, y=None) -> VolumeDetector:
-        """Learn series, baselines, encoders and the forest from an ETL frame (date index)."""
+    def fit(
+        self, frame: pd.DataFrame, y=None, monitor: str = "", query_hash: str = ""
+    ) -> VolumeDetector:
+        """Learn series, baselines, encoders and the forest from an ETL frame (date index);
+        remember the ``monitor`` and the fingerprint of the query (``query_hash``) it came
+        from, so it is never used to score another."""
         if self.features not in FEATURE_SETS:
             raise ValueError(f"features must be one of {FEATURE_SETS}, not {self.features!r}")
         if self.method not in METHODS or (self.method == "zscore" and self.features != "baseline"):
             raise ValueError(f"method must be one of {METHODS} (zscore with baseline features)")
         frame = _with_date_column(frame)
+        self.dimensions_ = [str(c) for c in frame.columns if c not in NOT_DIMENSIONS]
+        self.monitor_, self.query_hash_ = monitor, query_hash
+        keys = self.dimensions
         dates = pd.to_datetime(frame["date"])
         self.trained_from_, self.trained_to_ = (f"{d:%Y-%m-%d}" for d in (dates.min(), dates.max()))
-        series = frame[SERIES_KEYS].drop_duplicates().sort_values(SERIES_KEYS)
+        series = frame[keys].drop_duplicates().sort_values(keys)
         self.series_ = series.astype(str).values.tolist()
         index = self._series_index(frame)
         self.center_, self.spread_ = _baseline(
             frame.assign(s=index), len(series), self.recent_weeks
         )
         self.encoder_ = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
-        self.encoder_.fit(frame[SERIES_KEYS].astype(str))
+        self.encoder_.fit(frame[keys].astype(str))
         raw = self._raw_features(frame, self._baseline_of(frame))
         self.scaler_ = StandardScaler().fit(raw)
         self.forest_ = self._fit_outlier_model(self.scaler_.transform(raw))
@@ -181,10 +192,13 @@ class VolumeDetector(BaseEstimator):
     def _expected_range(self, center: np.ndarray, spread: np.ndarray):
         """The normal range in whole events: ``band`` spreads either side of the baseline,
         and never narrower than ``min_change`` events, so a tiny series does not page over a
-        handful of events. NaN for a series unknown to the model."""
+        handful of events; a huge band is capped at ``MAX_EXPECTED``. NaN for a series
+        unknown to the model."""
         expected = np.expm1(center)
+        with np.errstate(over="ignore"):
+            wide = np.expm1(center + self.band * spread)
         low = np.minimum(np.expm1(center - self.band * spread), expected - self.min_change)
-        high = np.maximum(np.expm1(center + self.band * spread), expected + self.min_change)
+        high = np.minimum(np.maximum(wide, expected + self.min_change), MAX_EXPECTED)
         return np.floor(np.maximum(low, 0.0)), np.ceil(high)
 
     def _baseline_of(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -196,9 +210,32 @@ class VolumeDetector(BaseEstimator):
         spread = np.where(index >= 0, self.spread_[rows], np.nan)
         return center, spread
 
+    @property
+    def dimensions(self) -> list[str]:
+        """The series' key columns (models saved before dimensions were recorded: the
+        default monitor's)."""
+        return list(getattr(self, "dimensions_", DEFAULT_DIMENSIONS))
+
+    def mismatch(self, monitor: str, dimensions: list[str], query_hash: str) -> str | None:
+        """Why this model cannot score ``monitor``'s series of ``dimensions`` from the query
+        with ``query_hash``; None when it can. (Models saved before this was recorded carry
+        only their dimensions.)"""
+        trained_for = getattr(self, "monitor_", "")
+        if trained_for and trained_for != monitor:
+            return f"it was trained for the monitor {trained_for!r}, not {monitor!r}"
+        if list(dimensions) != self.dimensions:
+            return (
+                f"it was trained on the dimensions {', '.join(self.dimensions)}, and the query "
+                f"now returns {', '.join(dimensions)}"
+            )
+        trained_query = getattr(self, "query_hash_", "")
+        if trained_query and trained_query != query_hash:
+            return "it was trained on another query: the query file has changed since; retrain"
+        return None
+
     def _moved_with_group(self, frame: pd.DataFrame, deviation: np.ndarray) -> np.ndarray:
-        """Rows whose series moved together with the rest of a group it belongs to (its
-        channel, its channel and action, or its channel and OS family) that day.
+        """Rows whose series moved together with the rest of a group it belongs to (see
+        :func:`group_keys`) that day.
 
         The group's evidence is the median deviation of its members times the square root of
         their number; a member counts when the evidence reaches ``group_threshold`` and the
@@ -208,8 +245,8 @@ class VolumeDetector(BaseEstimator):
         flagged = np.zeros(len(frame), dtype=bool)
         if self.features != "baseline" or not self.group_threshold:
             return flagged
-        data = frame[["date", *SERIES_KEYS]].assign(z=deviation)
-        for keys in GROUPS:
+        data = frame[["date", *self.dimensions]].assign(z=deviation)
+        for keys in group_keys(self.dimensions):
             members = data.groupby(["date", *keys])["z"]
             count = members.transform("count")
             evidence = members.transform("median") * np.sqrt(count)
@@ -221,8 +258,9 @@ class VolumeDetector(BaseEstimator):
 
     def _series_index(self, frame: pd.DataFrame) -> np.ndarray:
         """Position of each row's series among the known series, -1 for a new one."""
-        known = pd.MultiIndex.from_tuples([tuple(s) for s in self.series_], names=SERIES_KEYS)
-        return known.get_indexer(pd.MultiIndex.from_frame(frame[SERIES_KEYS].astype(str)))
+        keys = self.dimensions
+        known = pd.MultiIndex.from_tuples([tuple(s) for s in self.series_], names=keys)
+        return known.get_indexer(pd.MultiIndex.from_frame(frame[keys].astype(str)))
 
     def _decision(self, frame: pd.DataFrame, baseline) -> np.ndarray:
         """The outlier model's decision function: its raw ``score_samples`` minus the offset
@@ -245,7 +283,7 @@ class VolumeDetector(BaseEstimator):
         counts as on its own baseline)."""
         counts = frame["count"].to_numpy(dtype=float)
         if self.features == "seed":
-            codes = self.encoder_.transform(frame[SERIES_KEYS].astype(str))
+            codes = self.encoder_.transform(frame[self.dimensions].astype(str))
             calendar = frame[["weekday", "month"]].to_numpy(dtype=float)
             return np.column_stack([codes, calendar, counts])
         center, spread = baseline
@@ -256,7 +294,17 @@ class VolumeDetector(BaseEstimator):
     @property
     def series_frame(self) -> pd.DataFrame:
         """The series known from training, one row each."""
-        return pd.DataFrame(self.series_, columns=SERIES_KEYS)
+        return pd.DataFrame(self.series_, columns=self.dimensions)
+
+
+def group_keys(dimensions: list[str]) -> list[tuple[str, ...]]:
+    """The groups whose series may move together: the first dimension alone, and with each
+    other dimension (the default monitor: channel, channel × action, channel × OS family);
+    with a single dimension, all series of the day."""
+    if len(dimensions) == 1:
+        return [()]
+    first = dimensions[0]
+    return [(first,), *[(first, other) for other in dimensions[1:]]]
 
 
 def _with_date_column(frame: pd.DataFrame) -> pd.DataFrame:

@@ -4,24 +4,27 @@ five-field cron expression) in ``VM_TIMEZONE``. An alternative to the ``crontab`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from volume_monitor import jobs
+from volume_monitor import clock, jobs
 from volume_monitor.config import Settings
-from volume_monitor.errors import ConfigError, VolumeMonitorError
+from volume_monitor.errors import AlertDeliveryError, ConfigError, VolumeMonitorError
 
 log = logging.getLogger(__name__)
 
 MISFIRE_GRACE_SECONDS = 6 * 3600
 
 
-def nightly(settings: Settings) -> int:
-    """Score yesterday (see :func:`jobs.deploy`). Known errors are logged, not raised, so the
-    scheduler keeps running."""
-    day = jobs.yesterday(settings)
+def nightly(settings: Settings, names: Sequence[str] | None = None) -> int:
+    """Score yesterday for the monitors ``names`` (default: all; see :func:`jobs.nightly`).
+    Known errors are logged, not raised, so the scheduler keeps running."""
+    day = clock.yesterday(settings)
     log.info("schedule: nightly run for %s", day)
     try:
-        jobs.deploy(settings, day)
+        report = jobs.nightly(settings, day, names)
+        jobs.raise_failures(report.outcomes)
+        if report.undelivered:
+            raise AlertDeliveryError("; ".join(report.undelivered))
         return 0
     except VolumeMonitorError as exc:
         failed = exc.exit_code != 0
@@ -53,9 +56,10 @@ def build_scheduler(settings: Settings, job: Callable[[], object], blocking: boo
     return scheduler
 
 
-def run(settings: Settings) -> None:
-    """Run the nightly job on schedule until interrupted."""
-    scheduler = build_scheduler(settings, lambda: nightly(settings))
+def run(settings: Settings, names: Sequence[str] | None = None) -> None:
+    """Run the nightly job of the monitors ``names`` (default: all) on schedule until
+    interrupted."""
+    scheduler = build_scheduler(settings, lambda: nightly(settings, names))
     log.info("schedule: '%s' (%s); Ctrl-C to stop", settings.schedule, settings.timezone)
     try:
         scheduler.start()

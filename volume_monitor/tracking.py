@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from volume_monitor.config import Settings, redact_url
+from volume_monitor.config import MonitorSpec, Settings, redact_url
 from volume_monitor.db import first_line, sqlite_file
 from volume_monitor.errors import ConfigError, ModelNotFoundError, TrackingError
 from volume_monitor.logs import mask
@@ -32,6 +31,7 @@ if TYPE_CHECKING:  # scikit-learn is imported where a model is built or loaded, 
 log = logging.getLogger(__name__)
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+EVALUATE_EXPERIMENT = "volume-monitor-evaluate"  # the labeled benchmark's runs
 MODEL_FILE = "model.skops"
 
 
@@ -41,6 +41,11 @@ class LoadedModel:
     uri: str
     version: str
     run_id: str
+
+    @property
+    def label(self) -> str:
+        """``models:/volume-monitor@production (version 3)``"""
+        return f"{self.uri} (version {self.version})"
 
 
 # MLflow's defaults retry an unreachable server for minutes; a nightly job should say so sooner.
@@ -84,10 +89,9 @@ def store_errors(settings: Settings) -> Iterator[None]:
         ) from None
 
 
-def experiment_id(settings: Settings, name: str | None = None) -> str:
-    """The id of the experiment ``name`` (default ``VM_EXPERIMENT``), created if needed."""
+def experiment_id(settings: Settings, name: str) -> str:
+    """The id of the experiment ``name``, created if needed."""
     mlflow_client = client(settings)
-    name = name or settings.experiment
     location = settings.artifact_dir.as_uri() if settings.artifact_dir else None
     with store_errors(settings):
         found = mlflow_client.get_experiment_by_name(name)
@@ -98,6 +102,7 @@ def experiment_id(settings: Settings, name: str | None = None) -> str:
 
 def log_training(
     settings: Settings,
+    monitor: MonitorSpec,
     detector: VolumeDetector,
     frame: pd.DataFrame,
     params: dict[str, Any],
@@ -115,7 +120,9 @@ def log_training(
     with warnings.catch_warnings():  # the ETL never yields missing values in integer columns
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(sample, detector.predict(sample))
-    with store_errors(settings), mlflow.start_run(experiment_id=experiment_id(settings)) as run:
+    experiment = experiment_id(settings, monitor.experiment)
+    with store_errors(settings), mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.set_tags({"monitor": monitor.name, "query_hash": detector.query_hash_})
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         for plot in plots:
@@ -126,11 +133,11 @@ def log_training(
             signature=signature,
             serialization_format="skops",
             skops_trusted_types=TRUSTED_TYPES,
-            registered_model_name=settings.model_name,
+            registered_model_name=monitor.model_name,
             pip_requirements=_requirements(),
         )
     version = str(info.registered_model_version)
-    log.info("tracking: run %s, model %s version %s", run.info.run_id, settings.model_name, version)
+    log.info("tracking: run %s, model %s version %s", run.info.run_id, monitor.model_name, version)
     return run.info.run_id, version
 
 
@@ -145,7 +152,7 @@ def log_evaluation(
     benchmark metrics, so detectors are compared side by side in ``mlflow ui``."""
     import mlflow
 
-    experiment = experiment_id(settings, f"{settings.experiment}-evaluate")
+    experiment = experiment_id(settings, EVALUATE_EXPERIMENT)
     run_ids = []
     with store_errors(settings):
         for detector, row in table.iterrows():
@@ -158,50 +165,21 @@ def log_evaluation(
     return run_ids
 
 
-SCORING_FLAGS = ("alert", "notified", "missing_day", "late")
-
-
-def log_scoring(settings: Settings, summary: dict[str, Any], kind: str = "nightly") -> str:
-    """One run per scored day in the ``<VM_EXPERIMENT>-scoring`` experiment, so ``mlflow ui``
-    shows the monitor's own history: rows, anomalies, share, whether it alerted and whether the
-    alert went out, and the model version that scored. Returns the run id.
-
-    Written with the client API in one batch: a nightly run pays for no source-control lookup
-    and no per-value round trip."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    mlflow_client = client(settings)
-    experiment = experiment_id(settings, f"{settings.experiment}-scoring")
-    metrics = {key: float(summary[key]) for key in ("rows", "anomalies", "anomaly_share")}
-    metrics |= {key: float(bool(summary.get(key))) for key in SCORING_FLAGS}
-    now = int(time.time() * 1000)
-    with store_errors(settings):
-        run = mlflow_client.create_run(experiment, run_name=summary["date"])
-        mlflow_client.log_batch(
-            run.info.run_id,
-            metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
-            params=[
-                Param(key, str(summary[key])) for key in ("date", "model_version", "model_uri")
-            ],
-            tags=[RunTag("kind", kind), RunTag("known_day", summary.get("known_day") or "")],
-        )
-        mlflow_client.set_terminated(run.info.run_id)
-    return run.info.run_id
-
-
-def promote(settings: Settings, reference: str) -> str:
-    """Give the alias ``VM_MODEL_ALIAS`` to a model version, named by its number or by the id
-    of the training run that produced it. Returns the version."""
+def promote(settings: Settings, reference: str, monitor: MonitorSpec | None = None) -> str:
+    """Give the alias ``VM_MODEL_ALIAS`` to a version of ``monitor``'s model (default: the
+    only monitor), named by its number or by the id of the training run that produced it.
+    Returns the version."""
     from mlflow.exceptions import MlflowException
 
+    monitor = monitor or settings.monitor()
     mlflow_client = client(settings)
-    version = _resolve_version(settings, mlflow_client, reference)
+    version = _resolve_version(monitor.model_name, mlflow_client, reference, settings)
     try:
-        mlflow_client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
+        mlflow_client.set_registered_model_alias(monitor.model_name, settings.model_alias, version)
     except MlflowException as exc:
         raise ModelNotFoundError(f"cannot promote version {version}: {exc.message}") from None
     log.info(
-        "tracking: %s version %s is now @%s", settings.model_name, version, settings.model_alias
+        "tracking: %s version %s is now @%s", monitor.model_name, version, settings.model_alias
     )
     return version
 
@@ -216,9 +194,11 @@ def require_store(settings: Settings) -> None:
         )
 
 
-def load_model(settings: Settings, version: str | None = None) -> LoadedModel:
-    """The model version that carries ``VM_MODEL_ALIAS`` (or, when given, ``version``), loaded
-    with trusted types only."""
+def load_model(
+    settings: Settings, version: str | None = None, monitor: MonitorSpec | None = None
+) -> LoadedModel:
+    """The version of ``monitor``'s model (default: the only monitor) that carries
+    ``VM_MODEL_ALIAS`` (or, when given, ``version``), loaded with trusted types only."""
     import skops.io
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
@@ -228,7 +208,7 @@ def load_model(settings: Settings, version: str | None = None) -> LoadedModel:
 
     require_store(settings)
     mlflow_client = client(settings)
-    name = settings.model_name
+    name = (monitor or settings.monitor()).model_name
     uri = f"models:/{name}/{version}" if version else f"models:/{name}@{settings.model_alias}"
     try:
         if version:
@@ -249,18 +229,18 @@ def load_model(settings: Settings, version: str | None = None) -> LoadedModel:
     with tempfile.TemporaryDirectory() as scratch:
         try:
             local = download_artifacts(
-                artifact_uri=f"models:/{settings.model_name}/{found.version}", dst_path=scratch
+                artifact_uri=f"models:/{name}/{found.version}", dst_path=scratch
             )
             detector = skops.io.load(Path(local) / MODEL_FILE, trusted=TRUSTED_TYPES)
         except (MlflowException, OSError) as exc:
             raise ModelNotFoundError(
-                f"the artifacts of {settings.model_name} version {found.version} cannot be read: "
+                f"the artifacts of {name} version {found.version} cannot be read: "
                 f"{_artifact_reason(exc)}"
             ) from None
         except UntrustedTypesFoundException as exc:
             untrusted = str(exc).splitlines()[0].removeprefix("Untrusted types found in the file: ")
             raise ModelNotFoundError(
-                f"{settings.model_name} version {found.version} is not loaded: it holds types "
+                f"{name} version {found.version} is not loaded: it holds types "
                 f"this package does not trust: {untrusted.rstrip('.')}"
             ) from None
     log.info("tracking: loaded %s (version %s)", uri, found.version)
@@ -275,18 +255,21 @@ def _artifact_reason(exc: Exception) -> str:
     return getattr(exc, "message", None) or str(exc)
 
 
-def list_runs(settings: Settings) -> pd.DataFrame:
-    """Training runs, newest first, with their metrics, model version and alias."""
+def list_runs(settings: Settings, monitor: MonitorSpec | None = None) -> pd.DataFrame:
+    """``monitor``'s training runs (default: the only monitor), newest first, with their
+    metrics, model version and alias."""
     import mlflow
 
+    monitor = monitor or settings.monitor()
     client(settings)
     with store_errors(settings):
         runs = mlflow.search_runs(
-            experiment_ids=[experiment_id(settings)], order_by=["attributes.start_time DESC"]
+            experiment_ids=[experiment_id(settings, monitor.experiment)],
+            order_by=["attributes.start_time DESC"],
         )
     if runs.empty:
         return pd.DataFrame(columns=["run_id", "start_time", "version", "alias"])
-    versions = _versions_by_run(settings)
+    versions = _versions_by_run(settings, monitor.model_name)
     return runs.assign(
         version=runs["run_id"].map(lambda r: versions.get(r, ("", ""))[0]),
         alias=runs["run_id"].map(lambda r: versions.get(r, ("", ""))[1]),
@@ -301,16 +284,16 @@ def _is_not_found(exc) -> bool:
     )
 
 
-def _versions_by_run(settings: Settings) -> dict[str, tuple[str, str]]:
-    """Run id → (registered version, its aliases). Searches do not return aliases, so they
-    come from the registered model."""
+def _versions_by_run(settings: Settings, model_name: str) -> dict[str, tuple[str, str]]:
+    """Run id → (registered version of ``model_name``, its aliases). Searches do not return
+    aliases, so they come from the registered model."""
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client(settings)
     with store_errors(settings):
-        found = mlflow_client.search_model_versions(f"name='{_quoted(settings.model_name)}'")
+        found = mlflow_client.search_model_versions(f"name='{_quoted(model_name)}'")
         try:
-            aliases = mlflow_client.get_registered_model(settings.model_name).aliases or {}
+            aliases = mlflow_client.get_registered_model(model_name).aliases or {}
         except MlflowException as exc:
             if not _is_not_found(exc):
                 raise
@@ -324,25 +307,21 @@ def _versions_by_run(settings: Settings) -> dict[str, tuple[str, str]]:
     }
 
 
-def _resolve_version(settings: Settings, mlflow_client, reference: str) -> str:
+def _resolve_version(model_name: str, mlflow_client, reference: str, settings: Settings) -> str:
     from mlflow.exceptions import MlflowException
 
     reference = reference.strip()
     if reference.isdigit():
         try:
-            mlflow_client.get_model_version(settings.model_name, reference)
+            mlflow_client.get_model_version(model_name, reference)
         except MlflowException:
-            raise ModelNotFoundError(
-                f"{settings.model_name!r} has no version {reference}"
-            ) from None
+            raise ModelNotFoundError(f"{model_name!r} has no version {reference}") from None
         return reference
     if not RUN_ID.fullmatch(reference):
         raise ConfigError(f"{reference!r} is neither a model version number nor a run id")
-    versions = _versions_by_run(settings)
+    versions = _versions_by_run(settings, model_name)
     if reference not in versions:
-        raise ModelNotFoundError(
-            f"run {reference} registered no version of {settings.model_name!r}"
-        )
+        raise ModelNotFoundError(f"run {reference} registered no version of {model_name!r}")
     return versions[reference][0]
 
 

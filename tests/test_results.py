@@ -1,4 +1,4 @@
-"""The report stage: scores.csv columns and order, atomic writes, summaries, the histogram."""
+"""The results stage: scores.csv columns and order, atomic writes, summaries, the histogram."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from volume_monitor import report
+from volume_monitor import files, plots, results
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -39,12 +39,12 @@ def scored() -> pd.DataFrame:
 
 
 def test_write_scores_columns_and_order(tmp_path, scored):
-    path = report.write_scores(tmp_path, scored)
-    assert path == tmp_path / report.SCORES_FILE
+    path = results.write_scores(tmp_path, scored)
+    assert path == tmp_path / results.SCORES_FILE
     header = path.read_text(encoding="utf-8").splitlines()[0]
-    assert header.split(",") == report.SCORE_COLUMNS
+    assert header.split(",") == results.SCORE_COLUMNS
     table = pd.read_csv(path, keep_default_na=False)
-    assert list(table.columns) == report.SCORE_COLUMNS
+    assert list(table.columns) == results.SCORE_COLUMNS
     assert list(table["is_anomaly"]) == [True, True, False, False, False]
     # Anomalies by the size of their deviation (40 spreads before 8), then the rest by score.
     assert list(table["score"]) == [-0.02, -0.30, 0.05, 0.12, 0.20]
@@ -53,25 +53,25 @@ def test_write_scores_columns_and_order(tmp_path, scored):
     assert "deviation" not in table.columns
     assert set(table["date"]) == {"2026-06-30"}
     assert "extra" not in table.columns
-    assert sorted(p.name for p in tmp_path.iterdir()) == [report.SCORES_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [results.SCORES_FILE]
 
 
 def test_write_scores_does_not_change_the_frame(tmp_path, scored):
     before = scored.copy()
-    report.write_scores(tmp_path, scored)
+    results.write_scores(tmp_path, scored)
     pd.testing.assert_frame_equal(scored, before)
 
 
 def test_write_scores_missing_a_column_fails_without_a_file(tmp_path, scored):
     with pytest.raises(KeyError, match="cause"):
-        report.write_scores(tmp_path, scored.drop(columns=["cause"]))
-    assert not (tmp_path / report.SCORES_FILE).exists()
+        results.write_scores(tmp_path, scored.drop(columns=["cause"]))
+    assert not (tmp_path / results.SCORES_FILE).exists()
 
 
 def test_write_atomic_replaces_the_file(tmp_path):
     path = tmp_path / "out.txt"
     path.write_text("old", encoding="utf-8")
-    report.write_atomic(path, lambda p: p.write_text("new", encoding="utf-8"))
+    files.write_atomic(path, lambda p: p.write_text("new", encoding="utf-8"))
     assert path.read_text(encoding="utf-8") == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
@@ -85,7 +85,7 @@ def test_write_atomic_keeps_the_old_file_when_the_writer_fails(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        report.write_atomic(path, broken)
+        files.write_atomic(path, broken)
     assert path.read_text(encoding="utf-8") == "old,good,content\n"
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
 
@@ -98,14 +98,14 @@ def test_write_atomic_leaves_nothing_when_a_new_file_fails(tmp_path):
         raise OSError("no space left")
 
     with pytest.raises(OSError, match="no space left"):
-        report.write_atomic(path, broken)
+        files.write_atomic(path, broken)
     assert list(path.parent.iterdir()) == []
 
 
 def test_summary_round_trip(tmp_path):
     summary = {"date": dt.date(2026, 6, 30), "rows": 41, "anomalies": 2, "alert": True}
-    report.write_summary(tmp_path, summary)
-    assert report.read_summary(tmp_path) == {
+    results.write_summary(tmp_path, summary)
+    assert results.read_summary(tmp_path) == {
         "date": "2026-06-30",
         "rows": 41,
         "anomalies": 2,
@@ -114,20 +114,23 @@ def test_summary_round_trip(tmp_path):
 
 
 def test_read_summary_missing_is_none(tmp_path):
-    assert report.read_summary(tmp_path) is None
-    assert report.read_summary(tmp_path / "no" / "such" / "day") is None
+    assert results.read_summary(tmp_path) is None
+    assert results.read_summary(tmp_path / "no" / "such" / "day") is None
 
 
 @pytest.mark.parametrize(
     "content", [b"", b'{"date": "2026-06-30", "rows": ', b"not json", b"\xff\xfe\x00garbage"]
 )
 def test_read_summary_corrupt_is_none(tmp_path, content):
-    (tmp_path / report.SUMMARY_FILE).write_bytes(content)
-    assert report.read_summary(tmp_path) is None
+    (tmp_path / results.SUMMARY_FILE).write_bytes(content)
+    assert results.read_summary(tmp_path) is None
 
 
 def test_day_dir():
-    assert report.day_dir(Path("/r"), dt.date(2026, 6, 3)) == Path("/r/2026-06-03")
+    assert results.day_dir(Path("/r"), dt.date(2026, 6, 3)) == Path("/r/default/2026-06-03")
+    assert results.day_dir(Path("/r"), dt.date(2026, 6, 3), "orders") == Path(
+        "/r/orders/2026-06-03"
+    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -137,7 +140,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def test_plot_histogram_writes_a_real_png(tmp_path):
     scores = np.random.default_rng(2019).normal(0.05, 0.08, 300)
-    path = report.plot_histogram(scores, tmp_path / "histogram.png", "2026-06-30", 0.15)
+    path = plots.plot_histogram(scores, tmp_path / "histogram.png", "2026-06-30", 0.15)
     assert path == tmp_path / "histogram.png"
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE
@@ -149,28 +152,14 @@ def test_plot_histogram_writes_a_real_png(tmp_path):
 
 @pytest.mark.parametrize("scores", [[], [0.1], [-0.2, -0.1], [0.0, 0.0, 0.0]])
 def test_plot_histogram_degenerate_scores(tmp_path, scores):
-    path = report.plot_histogram(np.array(scores), tmp_path / "h.png", "edge")
+    path = plots.plot_histogram(np.array(scores), tmp_path / "h.png", "edge")
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE
     assert len(data) > 5_000
 
 
 def test_write_summary_is_json_with_trailing_newline(tmp_path):
-    path = report.write_summary(tmp_path, {"reasons": ["a", "b"], "notified": False})
+    path = results.write_summary(tmp_path, {"reasons": ["a", "b"], "notified": False})
     text = path.read_text(encoding="utf-8")
     assert text.endswith("}\n")
     assert json.loads(text) == {"reasons": ["a", "b"], "notified": False}
-
-
-def test_read_scores_returns_the_days_that_have_results(tmp_path, scored):
-    first, second = dt.date(2026, 6, 29), dt.date(2026, 6, 30)
-    report.write_scores(report.day_dir(tmp_path, first), scored.assign(channelid="NA"))
-    report.write_scores(report.day_dir(tmp_path, second), scored)
-    (report.day_dir(tmp_path, dt.date(2026, 6, 28))).mkdir()  # a folder without scores
-    table = report.read_scores(tmp_path, [dt.date(2026, 6, 27), dt.date(2026, 6, 28), first])
-    assert len(table) == len(scored) and set(table["channelid"]) == {"NA"}
-    assert list(table["date"].unique()) == [pd.Timestamp("2026-06-30")], "as written"
-    both = report.read_scores(tmp_path, [first, second])
-    assert len(both) == 2 * len(scored)
-    assert both["count"].sum() == 2 * scored["count"].sum()
-    assert report.read_scores(tmp_path, []).empty

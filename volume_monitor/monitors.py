@@ -1,0 +1,225 @@
+"""The monitors file (``monitors.yml``): one monitor per query, each with its database, its
+dimension columns, its model and its alert rules.
+
+::
+
+    defaults:                      # applies to every monitor; a monitor's own key wins
+      database_url: ${EVENTS_DB_URL}
+      alert_min_anomalies: 1
+    monitors:
+      activity:
+        query: sql/daily_volume.sql
+        dimensions: [channelid, actioncode, os_family]
+      orders:
+        database_url: ${ORDERS_DB_URL}
+        query: sql/orders_daily.sql
+        owner: payments team
+        runbook: https://wiki.example.com/runbooks/orders-volume
+
+``${VAR}`` is read from the environment, then ``.env``. Relative paths (``query``,
+``calendar``, a SQLite file) resolve against the file's folder. Every mistake is one line
+naming the file, the monitor and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from volume_monitor.config import MonitorSpec, absolute_sqlite
+from volume_monitor.errors import ConfigError
+
+NAME = re.compile(r"[a-z0-9_-]+")
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+RESERVED_COLUMNS = {"date", "count", "user_agent"}
+
+
+class MonitorFields(BaseModel):
+    """The keys a monitor (or ``defaults:``) may set."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    database_url: str | None = None
+    query: str | None = None
+    dimensions: Annotated[list[str], Field(min_length=1)] | None = None
+    model_name: str | None = None
+    experiment: str | None = None
+    alert_min_anomalies: Annotated[int, Field(ge=0)] | None = None
+    alert_share: Annotated[float, Field(gt=0, le=1)] | None = None
+    calendar: str | None = None
+    owner: str | None = None
+    runbook: str | None = None
+    recipients: list[str] | None = None
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimension_names(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        reserved = sorted(RESERVED_COLUMNS & set(names))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} cannot be a dimension")
+        if len(set(names)) != len(names):
+            raise ValueError("a dimension is listed twice")
+        return names
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _recipient_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # "a@x, b@y" like ALERT_TO
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and any("@" not in str(v) for v in value):
+            raise ValueError("every recipient must be an email address")
+        return value
+
+
+class MonitorsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    defaults: MonitorFields = MonitorFields()
+    monitors: dict[str, MonitorFields]
+
+
+def read_monitors(
+    path: Path, variables: Mapping[str, str], recipients: tuple[str, ...] = ()
+) -> tuple[MonitorSpec, ...]:
+    """The monitors declared in ``path``; ``variables`` resolve ``${VAR}``; ``recipients``
+    (``ALERT_TO``) is every monitor's default."""
+    where = path.name
+    document = _load_yaml(path)
+    if not isinstance(document, dict) or "monitors" not in document:
+        raise ConfigError(f"{where}: expected a mapping with the key 'monitors'")
+    for name in document.get("monitors") or {}:
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise ConfigError(f"{where}: monitor name {name!r} must match [a-z0-9_-]+")
+    try:
+        parsed = MonitorsFile.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_first_problem(exc)}") from None
+    if not parsed.monitors:
+        raise ConfigError(f"{where}: 'monitors' declares no monitor")
+    specs = tuple(
+        _spec(name, fields, parsed.defaults, path, variables, recipients)
+        for name, fields in parsed.monitors.items()
+    )
+    models = [spec.model_name for spec in specs]
+    shared = sorted({model for model in models if models.count(model) > 1})
+    if shared:
+        raise ConfigError(
+            f"{where}: monitors share the model_name {shared[0]!r}: give each its own"
+        )
+    return specs
+
+
+def _spec(
+    name: str,
+    fields: MonitorFields,
+    defaults: MonitorFields,
+    path: Path,
+    variables: Mapping[str, str],
+    recipients: tuple[str, ...],
+) -> MonitorSpec:
+    where = f"{path.name}: monitor {name!r}"
+    values = {**defaults.model_dump(exclude_none=True), **fields.model_dump(exclude_none=True)}
+    values = {key: _expanded(value, key, where, variables) for key, value in values.items()}
+    for key in ("database_url", "query"):
+        if not values.get(key):
+            raise ConfigError(f"{where}: missing key {key!r} (set it here or under defaults:)")
+    base = path.parent
+    model_name = values.get("model_name") or f"volume-monitor-{name}"
+    return MonitorSpec(
+        name=name,
+        database_url=absolute_sqlite(values["database_url"], f"{where}: database_url", base),
+        query_path=_resolved(values["query"], base),
+        dimensions=tuple(values["dimensions"]) if "dimensions" in values else None,
+        model_name=model_name,
+        experiment=values.get("experiment") or model_name,
+        alert_min_anomalies=values.get("alert_min_anomalies", 1),
+        alert_share=values.get("alert_share"),
+        calendar_path=_resolved(values["calendar"], base) if values.get("calendar") else None,
+        owner=values.get("owner", ""),
+        runbook=values.get("runbook", ""),
+        recipients=tuple(values.get("recipients", recipients)),
+    )
+
+
+def _resolved(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _expanded(value: Any, key: str, where: str, variables: Mapping[str, str]) -> Any:
+    """``value`` with every ``${VAR}`` replaced; an unset variable is an error."""
+    if isinstance(value, list):
+        return [_expanded(item, key, where, variables) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in variables:
+            raise ConfigError(f"{where}: {key} uses ${{{name}}}, which is not set")
+        return variables[name]
+
+    return VARIABLE.sub(lookup, value)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the
+    last one silently, which would hide a duplicated monitor)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"{key!r} is given twice (line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the monitors file {path}: {exc.strerror}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{path.name}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path.name}: not valid YAML{at}: {problem}") from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """The first validation error as ``monitor 'x': unknown key 'y'`` (and how many more)."""
+    errors = exc.errors()
+    first = errors[0]
+    location = [str(part) for part in first["loc"]]
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return _describe(location, first) + more
+
+
+def _describe(location: list[str], error: dict) -> str:
+    if location[:1] == ["monitors"] and len(location) >= 2:
+        owner, rest = f"monitor {location[1]!r}", location[2:]
+    elif location[:1] == ["defaults"]:
+        owner, rest = "defaults", location[1:]
+    else:
+        owner, rest = "top level", location
+    key = rest[0] if rest else ""
+    if error["type"] == "extra_forbidden":
+        return f"{owner}: unknown key {key!r}"
+    if error["type"] == "missing":
+        return f"{owner}: missing key {key!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{owner}: {key or 'value'}: {message}" if key else f"{owner}: {message}"

@@ -1,0 +1,84 @@
+"""The plots of a scored day: the decision-function histogram and the volume of the worst
+series against its expected range. Figures are built without pyplot's global state, so
+monitors scored in parallel threads never draw on each other's figure."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from volume_monitor.files import write_atomic
+
+
+def new_figure(width: float, height: float):
+    """A figure with one axes, on the Agg canvas, owned by the caller alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots()
+
+
+def plot_histogram(
+    scores: np.ndarray, path: Path, title: str, contamination: float | None = None
+) -> Path:
+    """Histogram of decision-function scores: the threshold line at 0, the outlier "heap" left of
+    it in red, and a horizontal line at the frequency the contamination share would reach."""
+    scores = np.asarray(scores, dtype=float)
+    figure, axes = new_figure(8, 4.5)
+    bins = _bins_aligned_on_zero(scores, count=min(40, max(10, len(scores) // 5)))
+    below = scores < 0
+    axes.hist(scores[~below], bins=bins, color="#4c72b0", label="above threshold")
+    axes.hist(scores[below], bins=bins, color="#c44e52", label=f"below threshold ({below.sum()})")
+    axes.axvline(0.0, color="black", linestyle="--", label="threshold (0)")
+    if contamination:
+        level = contamination * len(scores)
+        axes.axhline(
+            level, color="#dd8452", linestyle=":", label=f"contamination {contamination:.0%}"
+        )
+    axes.set(title=title, xlabel="decision function (lower = more anomalous)", ylabel="rows")
+    axes.legend(loc="upper left")
+    return save_figure(figure, path, dpi=100)
+
+
+def plot_volume(daily: pd.DataFrame, path: Path, title: str) -> Path:
+    """Daily ``count`` (date index) as a line over the shaded ``expected_low``..
+    ``expected_high`` band, the last day marked: how the day compares with the weeks before."""
+    figure, axes = new_figure(8, 4)
+    dates = pd.to_datetime(daily.index)
+    axes.fill_between(
+        dates, daily["expected_low"].astype(float), daily["expected_high"].astype(float),
+        color="#4c72b0", alpha=0.2, label="expected range",
+    )  # fmt: skip
+    axes.plot(dates, daily["count"], color="#4c72b0", marker=".", label="events")
+    axes.plot(dates[-1:], daily["count"].iloc[-1:], "o", color="#c44e52", label="scored day")
+    axes.set(title=title, ylabel="events per day")
+    axes.set_ylim(bottom=0)
+    axes.tick_params(axis="x", rotation=30)
+    axes.legend(loc="upper left")
+    return save_figure(figure, path, dpi=100)
+
+
+def save_figure(figure, path: Path, dpi: int) -> Path:
+    """Write a matplotlib figure to ``path`` as PNG, atomically, and release it (a pyplot
+    figure is closed; one from :func:`new_figure` is simply dropped)."""
+    try:
+        figure.tight_layout()
+        write_atomic(path, lambda p: figure.savefig(p, format="png", dpi=dpi))
+    finally:  # released even when the file cannot be written: a backfill keeps going
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close(figure)
+    return path
+
+
+def _bins_aligned_on_zero(scores: np.ndarray, count: int) -> np.ndarray:
+    """Histogram edges about ``count`` bins wide in all, with 0 on an edge, so no bar
+    straddles the threshold."""
+    low, high = min(scores.min(initial=0.0), 0.0), max(scores.max(initial=0.0), 0.0)
+    width = (high - low) / count or 0.01
+    return np.arange(np.floor(low / width), np.ceil(high / width) + 1) * width

@@ -1,0 +1,133 @@
+"""The results stage: ``results/<monitor>/<YYYY-MM-DD>/`` and every file name in it, the
+day's summary (:class:`RunSummary`) and ``scores.csv``.
+
+A day's folder is built beside its place and swapped in whole (see
+:func:`volume_monitor.files.replaced_folder`): a re-score leaves no file of an earlier verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from volume_monitor.config import DEFAULT_DIMENSIONS
+from volume_monitor.files import write_atomic
+
+log = logging.getLogger(__name__)
+
+SCORES_FILE, SUMMARY_FILE, HISTOGRAM_FILE = "scores.csv", "summary.json", "histogram.png"
+VOLUME_FILE = "volume.png"
+EMAIL_FILE, EMAIL_HTML_FILE = "email.txt", "email.html"
+PENDING_FILE = "pending_alert.json"  # an alert that could not be delivered, for the next run
+VERDICT_COLUMNS = ["expected_low", "expected_high", "score", "is_anomaly", "direction", "cause"]
+
+
+def score_columns(dimensions: Sequence[str] = DEFAULT_DIMENSIONS) -> list[str]:
+    """The columns of ``scores.csv``: ``date, <dimensions>, count`` and the verdict."""
+    return ["date", *dimensions, "count", *VERDICT_COLUMNS]
+
+
+SCORE_COLUMNS = score_columns()  # the default monitor's
+
+
+@dataclass
+class RunSummary:
+    """What ``summary.json`` says of a scored day."""
+
+    date: str
+    monitor: str
+    rows: int
+    anomalies: int
+    anomaly_share: float
+    alert: bool
+    reasons: list[str]
+    model_uri: str
+    model_version: str
+    run_id: str
+    notified: bool = False
+    notified_at: str | None = None
+    missing_day: bool = False
+    groups: list[str] = field(default_factory=list)
+    known_day: str | None = None
+    scored_at: str = ""
+    delivery_error: str | None = None
+    late: bool = False
+    refused_recipients: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        """A summary read back; keys it does not know are ignored, missing ones defaulted."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {key: value for key, value in data.items() if key in names}
+        known.setdefault("monitor", "default")
+        for key in ("run_id", "model_uri", "model_version", "date"):
+            known.setdefault(key, "")
+        for key in ("rows", "anomalies", "anomaly_share"):
+            known.setdefault(key, 0)
+        known.setdefault("alert", False)
+        known.setdefault("reasons", [])
+        return cls(**known)
+
+
+def monitor_dir(results_dir: Path, monitor: str) -> Path:
+    return results_dir / monitor
+
+
+def day_dir(results_dir: Path, day: dt.date, monitor: str = "default") -> Path:
+    return monitor_dir(results_dir, monitor) / day.isoformat()
+
+
+def worst_first(scored: pd.DataFrame) -> pd.DataFrame:
+    """Anomalies first, the largest deviation from the baseline leading; then the rest by
+    score, lowest first."""
+    size = scored["deviation"].abs().fillna(0.0)
+    order = scored.assign(_size=np.where(scored["is_anomaly"], -size, 0.0))
+    ranked = order.sort_values(["is_anomaly", "_size", "score"], ascending=[False, True, True])
+    return ranked.drop(columns="_size")
+
+
+def write_scores(
+    folder: Path, scored: pd.DataFrame, dimensions: Sequence[str] = DEFAULT_DIMENSIONS
+) -> Path:
+    """``scores.csv``: the contract columns, worst first (see :func:`worst_first`)."""
+    table = scored.assign(
+        date=pd.to_datetime(scored["date"]).dt.strftime("%Y-%m-%d"),
+        expected_low=scored["expected_low"].astype("Int64"),
+        expected_high=scored["expected_high"].astype("Int64"),
+    )
+    table = worst_first(table)[score_columns(dimensions)]
+    return write_atomic(
+        folder / SCORES_FILE, lambda p: table.to_csv(p, index=False, float_format="%.6g")
+    )
+
+
+def write_summary(folder: Path, summary: RunSummary | dict[str, Any]) -> Path:
+    data = summary.as_dict() if isinstance(summary, RunSummary) else summary
+    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    return write_atomic(folder / SUMMARY_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def read_summary(folder: Path) -> dict[str, Any] | None:
+    """The summary of an earlier run of the same day, or None (also when it is unreadable)."""
+    try:
+        return json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_run_summary(folder: Path) -> RunSummary | None:
+    """:func:`read_summary` as a :class:`RunSummary`."""
+    data = read_summary(folder)
+    return RunSummary.from_dict(data) if isinstance(data, dict) else None
