@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -193,3 +194,18 @@ def test_a_rescore_that_no_longer_alerts_leaves_no_file_of_the_earlier_verdict(t
     ]  # fmt: skip
     assert not [p for p in again.folder.parent.iterdir() if p.name.startswith(".")
                 and p.name != ".volume-monitor.lock"], "no temporary folder is left"  # fmt: skip
+
+
+def test_training_and_loading_leave_the_process_environment_and_folder_alone(
+    trained_settings, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    before = dict(os.environ)
+    settings = trained_settings()
+    trained = jobs.train(settings, FIRST_DAY, LAST_DAY + dt.timedelta(days=1))
+    tracking.promote(settings, trained.version)
+    assert tracking.load_model(settings).version == trained.version == "2"
+    assert dict(os.environ) == before
+    # The configured stores and the user-agent cache; no store of MLflow's own default.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "mlruns", "state"]
+    assert sorted(p.name for p in (tmp_path / "mlruns").iterdir()) == ["artifacts", "mlflow.db"]

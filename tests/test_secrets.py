@@ -105,7 +105,7 @@ def test_dates_reach_sql_only_as_bound_parameters(trained_settings):
     ]
 
 
-def test_a_model_holding_an_untrusted_type_is_refused_in_one_line(trained_workdir):
+def test_a_model_holding_an_untrusted_type_is_refused_in_one_line(trained_workdir, monkeypatch):
     from fractions import Fraction
 
     import mlflow
@@ -117,6 +117,8 @@ def test_a_model_holding_an_untrusted_type_is_refused_in_one_line(trained_workdi
     detector = tracking.load_model(settings).detector
     detector.extra_ = Fraction(1, 3)  # saved fine, but not a type this package trusts
     extra_type = "fractions.Fraction"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)  # for MLflow's fluent API
+    mlflow.set_tracking_uri(settings.tracking_uri)
     with mlflow.start_run(experiment_id=tracking.experiment_id(settings, "volume-monitor")):
         info = mlflow.sklearn.log_model(
             detector, name="model", serialization_format="skops",

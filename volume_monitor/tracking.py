@@ -3,13 +3,16 @@
 The store defaults to ``sqlite:///mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``.
 Models are saved in the skops format and loaded here with :data:`TRUSTED_TYPES` from this
 package, never with a list read from the model file itself.
+
+Everything goes through an ``MlflowClient`` on the configured store: MLflow's fluent API keeps
+its store in a global and in the process environment, which several monitors and the tests
+must not share.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import tempfile
 import warnings
@@ -48,27 +51,12 @@ class LoadedModel:
         return f"{self.uri} (version {self.version})"
 
 
-# MLflow's defaults retry an unreachable server for minutes; a nightly job should say so sooner.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-
-
 def client(settings: Settings):
     """An MLflow client on the configured store (a local store's artifact folder is created)."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    for key, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
     if settings.artifact_dir:
         settings.artifact_dir.mkdir(parents=True, exist_ok=True)
-    exported = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    # set_tracking_uri also writes the URI into the environment, where it would override the
-    # next load_settings() of this process: keep the environment as the user set it.
-    if exported is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = exported
     with store_errors(settings):
         return MlflowClient(settings.tracking_uri, registry_uri=settings.tracking_uri)
 
@@ -109,8 +97,29 @@ def log_training(
     metrics: dict[str, float],
     plots: list[Path],
 ) -> tuple[str, str]:
-    """Log one training run with its model; register a new version. Returns (run id, version)."""
-    import mlflow
+    """Log one training run with its model; register a new version of the monitor's model.
+    Returns (run id, version)."""
+    mlflow_client = client(settings)
+    experiment = experiment_id(settings, monitor.experiment)
+    tags = {"monitor": monitor.name, "query_hash": detector.query_hash_}
+    with store_errors(settings):
+        run = mlflow_client.create_run(experiment, tags=tags)
+        run_id = run.info.run_id
+        _log_values(mlflow_client, run_id, params, metrics)
+        for plot in plots:
+            mlflow_client.log_artifact(run_id, str(plot), artifact_path="plots")
+        with tempfile.TemporaryDirectory() as scratch:
+            saved = _save_model(detector, frame, Path(scratch) / "model")
+            mlflow_client.log_artifacts(run_id, str(saved), artifact_path="model")
+        version = _register(mlflow_client, monitor.model_name, run)
+        mlflow_client.set_terminated(run_id)
+    log.info("tracking: run %s, model %s version %s", run_id, monitor.model_name, version)
+    return run_id, version
+
+
+def _save_model(detector: VolumeDetector, frame: pd.DataFrame, path: Path) -> Path:
+    """The detector as an MLflow model folder: skops format, input signature, pinned
+    requirements."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
@@ -120,25 +129,40 @@ def log_training(
     with warnings.catch_warnings():  # the ETL never yields missing values in integer columns
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(sample, detector.predict(sample))
-    experiment = experiment_id(settings, monitor.experiment)
-    with store_errors(settings), mlflow.start_run(experiment_id=experiment) as run:
-        mlflow.set_tags({"monitor": monitor.name, "query_hash": detector.query_hash_})
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        for plot in plots:
-            mlflow.log_artifact(str(plot), artifact_path="plots")
-        info = mlflow.sklearn.log_model(
-            detector,
-            name="model",
-            signature=signature,
-            serialization_format="skops",
-            skops_trusted_types=TRUSTED_TYPES,
-            registered_model_name=monitor.model_name,
-            pip_requirements=_requirements(),
-        )
-    version = str(info.registered_model_version)
-    log.info("tracking: run %s, model %s version %s", run.info.run_id, monitor.model_name, version)
-    return run.info.run_id, version
+    mlflow.sklearn.save_model(
+        detector, str(path), serialization_format="skops", skops_trusted_types=TRUSTED_TYPES,
+        signature=signature, pip_requirements=_requirements(),
+    )  # fmt: skip
+    return path
+
+
+def _register(mlflow_client, name: str, run) -> str:
+    """A new version of the registered model ``name`` (created if needed) from the run's
+    ``model`` folder; returns its number."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.create_registered_model(name)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"{run.info.artifact_uri}/model"
+    version = mlflow_client.create_model_version(name, source, run_id=run.info.run_id)
+    return str(version.version)
+
+
+def _log_values(mlflow_client, run_id: str, params: dict[str, Any], metrics: dict) -> None:
+    """Parameters and metrics of a run in one batch."""
+    import time
+
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    mlflow_client.log_batch(
+        run_id,
+        metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+        params=[Param(key, str(value)) for key, value in params.items()],
+    )
 
 
 def log_evaluation(
@@ -148,20 +172,21 @@ def log_evaluation(
     seeds,
     plots: dict[str, list[Path]] | None = None,
 ) -> list[str]:
-    """One run per detector in the ``<VM_EXPERIMENT>-evaluate`` experiment, with the same
+    """One run per detector in the ``volume-monitor-evaluate`` experiment, with the same
     benchmark metrics, so detectors are compared side by side in ``mlflow ui``."""
-    import mlflow
-
+    mlflow_client = client(settings)
     experiment = experiment_id(settings, EVALUATE_EXPERIMENT)
     run_ids = []
     with store_errors(settings):
         for detector, row in table.iterrows():
-            with mlflow.start_run(experiment_id=experiment, run_name=str(detector)) as run:
-                mlflow.log_params({**params[detector], "detector": detector, "seeds": seeds})
-                mlflow.log_metrics({k: float(v) for k, v in row.items() if pd.notna(v)})
-                for plot in (plots or {}).get(str(detector), []):
-                    mlflow.log_artifact(str(plot), artifact_path="plots")
-                run_ids.append(run.info.run_id)
+            run_id = mlflow_client.create_run(experiment, run_name=str(detector)).info.run_id
+            metrics = {k: float(v) for k, v in row.items() if pd.notna(v)}
+            values = {**params[detector], "detector": detector, "seeds": seeds}
+            _log_values(mlflow_client, run_id, values, metrics)
+            for plot in (plots or {}).get(str(detector), []):
+                mlflow_client.log_artifact(run_id, str(plot), artifact_path="plots")
+            mlflow_client.set_terminated(run_id)
+            run_ids.append(run_id)
     return run_ids
 
 
@@ -228,8 +253,11 @@ def load_model(
         ) from None
     with tempfile.TemporaryDirectory() as scratch:
         try:
+            # The version's own location: a models:/ URI would be resolved against MLflow's
+            # global store instead of this client's.
+            location = mlflow_client.get_model_version_download_uri(name, found.version)
             local = download_artifacts(
-                artifact_uri=f"models:/{name}/{found.version}", dst_path=scratch
+                artifact_uri=location, dst_path=scratch, tracking_uri=settings.tracking_uri
             )
             detector = skops.io.load(Path(local) / MODEL_FILE, trusted=TRUSTED_TYPES)
         except (MlflowException, OSError) as exc:
@@ -248,27 +276,37 @@ def load_model(
 
 
 def _artifact_reason(exc: Exception) -> str:
-    """MLflow's message, or the OS error with the name of the file it concerns (whether the
-    download or the model file failed)."""
+    """The OS error with the name of the file it concerns, or the last line of MLflow's
+    message (a failed download lists each file under a ``#####`` heading, the reason last)."""
     if isinstance(exc, OSError) and exc.filename:
         return f"{Path(exc.filename).name}: {exc.strerror}"
-    return getattr(exc, "message", None) or str(exc)
+    message = str(getattr(exc, "message", None) or exc)
+    lines = [line for line in message.splitlines() if line.strip() and line[:5] != "#####"]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def list_runs(settings: Settings, monitor: MonitorSpec | None = None) -> pd.DataFrame:
     """``monitor``'s training runs (default: the only monitor), newest first, with their
     metrics, model version and alias."""
-    import mlflow
-
     monitor = monitor or settings.monitor()
-    client(settings)
+    mlflow_client = client(settings)
+    experiment = experiment_id(settings, monitor.experiment)
     with store_errors(settings):
-        runs = mlflow.search_runs(
-            experiment_ids=[experiment_id(settings, monitor.experiment)],
-            order_by=["attributes.start_time DESC"],
+        found = mlflow_client.search_runs(
+            [experiment], order_by=["attributes.start_time DESC"], max_results=1000
         )
-    if runs.empty:
+    if not found:
         return pd.DataFrame(columns=["run_id", "start_time", "version", "alias"])
+    runs = pd.DataFrame(
+        [
+            {
+                "run_id": run.info.run_id,
+                "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
+                **{f"metrics.{key}": value for key, value in run.data.metrics.items()},
+            }
+            for run in found
+        ]
+    )
     versions = _versions_by_run(settings, monitor.model_name)
     return runs.assign(
         version=runs["run_id"].map(lambda r: versions.get(r, ("", ""))[0]),
