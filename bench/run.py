@@ -167,11 +167,14 @@ def bench_engine(engine, url, sizes: list[int], naive_max: int, history: int) ->
     WORK.mkdir(parents=True, exist_ok=True)
     store = WORK / f"mlruns-{engine}"
     shutil.rmtree(store, ignore_errors=True)
+    for stale in WORK.glob(f"state-{engine}.db*"):
+        stale.unlink()
     build_history(url, history)
     env = {
         "VM_DATABASE_URL": url, "VM_QUERY": str(QUERY),
         "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}",
         "VM_RESULTS_DIR": str(WORK / f"results-{engine}"),
+        "VM_STATE_URL": f"sqlite:///{WORK / f'state-{engine}.db'}",
         "VM_LOG_FILE": str(WORK / f"bench-{engine}.log"),
         "VM_UA_CACHE": str(WORK / f"agents-{engine}.json"),
         "VM_TIMEZONE": "UTC",

@@ -185,6 +185,11 @@ def test_a_broken_monitor_stops_only_itself(install, smtp_server):
     [message] = inbox.messages
     assert message["Subject"].startswith(f"[volume-monitor] activity {LAST_DAY}: ")
 
+    alone = run("deploy.py", "--monitor", "orders", cwd=folder, **broken)
+    assert alone.returncode == 1
+    [line] = error_lines(alone.stderr)
+    assert "error: monitor 'orders': cannot reach the database" in line
+
 
 def test_a_backfill_and_a_nightly_run_write_the_store_at_once(install):
     folder, env = install

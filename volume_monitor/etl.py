@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from volume_monitor.agents import FamilyCache, os_families
@@ -47,17 +48,36 @@ def complete(
     dates: Iterable,
     dimensions: Sequence[str] = DEFAULT_DIMENSIONS,
 ) -> pd.DataFrame:
-    """Every (date, known series) pair, with ``count`` 0 where the series was absent.
+    """Every (date, known series) pair, with ``count`` 0 where the series was absent, sorted
+    by date and series.
 
     ``frame`` has a ``date`` column; ``series`` holds the known combinations of
-    ``dimensions``. Series in ``frame`` that are not known are kept as they are.
+    ``dimensions``. Series in ``frame`` that are not known are kept as they are. The grid of
+    days × series is built from integer codes, not by merging string columns: a year of
+    20,000 series is 7.3 million rows.
     """
     keys = list(dimensions)
-    days = pd.DataFrame({"date": pd.to_datetime(pd.Index(list(dates))).unique()})
-    grid = days.merge(series[keys].drop_duplicates(), how="cross")
-    merged = grid.merge(frame, on=["date", *keys], how="outer")
-    merged["count"] = merged["count"].fillna(0).astype("int64")
-    return merged.sort_values(["date", *keys], ignore_index=True)
+    days = pd.DatetimeIndex(pd.to_datetime(pd.Index(list(dates)))).unique().sort_values()
+    if len(frame) and pd.api.types.is_datetime64_dtype(frame["date"]):
+        days = days.as_unit(frame["date"].dt.unit)
+    known = pd.MultiIndex.from_frame(series[keys].drop_duplicates()).sort_values()
+    grid = pd.MultiIndex(
+        levels=[days, *known.levels],
+        codes=[
+            np.repeat(np.arange(len(days)), len(known)),
+            *[np.tile(codes, len(days)) for codes in known.codes],
+        ],
+        names=["date", *keys],
+    )
+    counts = frame.set_index(["date", *keys])["count"]
+    if not counts.index.is_unique:  # a series more than once a day: summed
+        counts = counts.groupby(level=list(range(len(keys) + 1)), sort=False).sum()
+    completed = counts.reindex(grid, fill_value=0).reset_index()
+    in_grid = frame["date"].isin(days) & pd.MultiIndex.from_frame(frame[keys]).isin(known)
+    if not in_grid.all():
+        unknown = frame.loc[~in_grid, ["date", *keys, "count"]]
+        completed = pd.concat([completed, unknown]).sort_values(["date", *keys])
+    return completed.astype({"count": "int64"}).reset_index(drop=True)
 
 
 def add_calendar(frame: pd.DataFrame, dimensions: Sequence[str] = DEFAULT_DIMENSIONS):

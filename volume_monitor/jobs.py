@@ -35,7 +35,7 @@ from volume_monitor import (
     state,
     tracking,
 )
-from volume_monitor.config import DEFAULT_DIMENSIONS, MonitorSpec, Settings
+from volume_monitor.config import DEFAULT_DIMENSIONS, DEFAULT_MONITOR, MonitorSpec, Settings
 from volume_monitor.errors import (
     AlertDeliveryError,
     ConfigError,
@@ -114,12 +114,15 @@ def run_each(
 
 def raise_failures(outcomes: Sequence[Outcome]) -> None:
     """Raise one error naming every monitor that failed, with the most serious exit code (1
-    before 3 before 0); the error itself when only one monitor ran."""
+    before 3 before 0); when only one monitor ran, its own error (naming the monitor unless it
+    is the default one)."""
     failed = [o for o in outcomes if o.error is not None]
     if not failed:
         return
-    if len(outcomes) == 1:
+    if len(outcomes) == 1 and failed[0].monitor == DEFAULT_MONITOR:
         raise failed[0].error
+    if len(outcomes) == 1:  # the same error, naming its monitor
+        raise type(failed[0].error)(f"monitor {failed[0].monitor!r}: {failed[0].error}")
     error = VolumeMonitorError("; ".join(f"monitor {o.monitor!r}: {o.error}" for o in failed))
     codes = {o.error.exit_code for o in failed}
     error.exit_code = 1 if 1 in codes else max(codes)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 EVALUATE_EXPERIMENT = "volume-monitor-evaluate"  # the labeled benchmark's runs
 MODEL_FILE = "model.skops"
+SIGNATURE_ROWS = 1000  # rows the input signature is inferred from
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def _save_model(detector: VolumeDetector, frame: pd.DataFrame, path: Path) -> Pa
 
     from volume_monitor.model import TRUSTED_TYPES
 
-    sample = frame.reset_index()
+    sample = frame.head(SIGNATURE_ROWS).reset_index()  # the columns and types, not the data
     with warnings.catch_warnings():  # the ETL never yields missing values in integer columns
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(sample, detector.predict(sample))
