@@ -313,6 +313,11 @@ def write_table(rows: list[dict], path: Path) -> None:
     print(f"\n{'engine':<11}{'events':>10}  {'step':<38}{'wall':>10}{'peak RSS':>10}"
           f"  {'dep/bare':>8}  {'naive/dep':>9}")  # fmt: skip
     print_rows(rows)
+    save_csv(rows, path)
+
+
+def save_csv(rows: list[dict], path: Path) -> None:
+    """``rows`` as a CSV file at ``path`` (its folder created), and say where."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
