@@ -315,6 +315,7 @@ def train(
         raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
     dimensions = _dimensions_of(raw)
     frame = etl.prepare(raw, dimensions=dimensions)
+    del raw  # the query's rows: as large as the frame, and no longer needed
     _warn_if_short(frame)
     fingerprint = db.query_fingerprint(monitor.query_path)
     try:

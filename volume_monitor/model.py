@@ -129,8 +129,8 @@ class VolumeDetector(BaseEstimator):
             frame.assign(s=index), len(series), self.recent_weeks
         )
         self.encoder_ = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
-        self.encoder_.fit(frame[keys].astype(str))
-        raw = self._raw_features(frame, self._baseline_of(frame))
+        self.encoder_.fit(series.astype(str))  # the same categories as every row, far cheaper
+        raw = self._raw_features(frame, self._baseline_of(frame, index))
         self.scaler_ = StandardScaler().fit(raw)
         self.forest_ = self._fit_outlier_model(self.scaler_.transform(raw))
         return self
@@ -201,10 +201,12 @@ class VolumeDetector(BaseEstimator):
         high = np.minimum(np.maximum(wide, expected + self.min_change), MAX_EXPECTED)
         return np.floor(np.maximum(low, 0.0)), np.ceil(high)
 
-    def _baseline_of(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _baseline_of(
+        self, frame: pd.DataFrame, index: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Each row's baseline level (``log1p`` units, for its weekday) and spread; NaN for a
-        series the model has not seen."""
-        index = self._series_index(frame)
+        series the model has not seen. ``index``: the rows' series positions, when known."""
+        index = self._series_index(frame) if index is None else index
         rows, weekday = index.clip(0), frame["weekday"].to_numpy()
         center = np.where(index >= 0, self.center_[rows, weekday], np.nan)
         spread = np.where(index >= 0, self.spread_[rows], np.nan)
