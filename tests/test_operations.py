@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import FIRST_DAY, LAST_DAY, MISSING_DAY, STALL_DAY, free_port, smtp_env
-from volume_monitor import cli, clock, jobs, results, state
+from volume_monitor import cli, clock, jobs, results, state, tracking
 from volume_monitor.errors import AlertDeliveryError, ConfigError, ModelNotFoundError
 
 DAY = dt.timedelta(days=1)
@@ -116,3 +116,25 @@ def test_every_scoring_is_recorded_in_the_state_store(trained_settings):
 def test_progress_line_and_backfill_report():
     assert cli.progress_line(9, 30, LAST_DAY, width=10) == f"[###.......]  9/30 {LAST_DAY}"
     assert cli.progress_line(30, 30, LAST_DAY, width=10) == f"[##########] 30/30 {LAST_DAY}"
+
+
+def test_a_rescore_that_finds_the_day_normal_withdraws_its_undelivered_alert(
+    trained_settings, smtp_server
+):
+    port, inbox = smtp_server
+    down = trained_settings(**smtp_env(free_port()))
+    with pytest.raises(AlertDeliveryError):
+        jobs.deploy(down, STALL_DAY)
+    assert delivery(down, STALL_DAY).status == "failed"
+    lenient = jobs.train(
+        down, FIRST_DAY, LAST_DAY + DAY,
+        overrides={"band": "1000", "min_change": "100000", "group_threshold": "0"},
+    )  # fmt: skip
+    tracking.promote(down, lenient.version)
+
+    normal = jobs.score_day(down, STALL_DAY)
+    assert normal.summary.alert is False
+    assert delivery(down, STALL_DAY).status == "withdrawn"
+
+    jobs.deploy(trained_settings(**smtp_env(port)), STALL_DAY + DAY)
+    assert not [m for m in inbox.messages if "LATE" in m["Subject"]], "nothing stale is sent"

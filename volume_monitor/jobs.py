@@ -272,6 +272,8 @@ def score_monitor(
     decision = alert.decide(scored, monitor, missing_day=raw.empty, known_day=known_day)
     earlier = store.delivery(monitor.name, day, EMAIL, "alert")
     delivered = earlier if _delivered_by(earlier, model) else None
+    if not decision.alert and not dry_run:
+        _withdraw(store, earlier)
     summary = _summary(monitor, day, scored, dimensions, decision, model, delivered, known_day)
     store.write_counts(monitor.name, dimensions, scored, "scored")
     folder = results.day_dir(settings.results_dir, day, monitor.name)
@@ -583,6 +585,15 @@ def _check_model_fits(model: tracking.LoadedModel, monitor: MonitorSpec, dimensi
             f"{model.uri} (version {model.version}) cannot score the monitor {monitor.name!r}: "
             f"{problem}"
         )
+
+
+def _withdraw(store: state.Store, waiting: state.Delivery | None) -> None:
+    """An alert still waiting in the outbox for a day that a re-score found normal is never
+    sent."""
+    if waiting is not None and waiting.status in ("pending", "failed"):
+        store.record_delivery(replace(waiting, status="withdrawn"))
+        log.info("alert: %s of %s is normal now; its undelivered alert is withdrawn",
+                 waiting.date, waiting.monitor)  # fmt: skip
 
 
 def _delivered_by(delivery: state.Delivery | None, model: tracking.LoadedModel) -> bool:

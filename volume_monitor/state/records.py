@@ -16,7 +16,8 @@ from typing import Any
 
 DAY_KINDS = ("nightly", "dry run", "backfill")
 DELIVERY_KINDS = ("alert", "resolved")
-DELIVERY_STATUSES = ("pending", "sent", "failed")
+# "withdrawn": a re-score found the day normal before its alert could be delivered.
+DELIVERY_STATUSES = ("pending", "sent", "failed", "withdrawn")
 UNDELIVERED = ("pending", "failed")
 VERDICTS = ("normal", "expected", "incident", "new level")
 COUNT_SOURCES = ("train", "scored")
@@ -77,8 +78,8 @@ class DayRecord:
 @dataclass(frozen=True)
 class Delivery:
     """One notification of the outbox, identified by (monitor, date, channel, kind): sent once,
-    retried while ``pending`` or ``failed``. ``payload`` is what to send, as the caller's JSON;
-    ``attempts`` is counted by the caller."""
+    retried while ``pending`` or ``failed``, never once ``withdrawn``. ``payload`` is what to
+    send, as the caller's JSON; ``attempts`` is counted by the caller."""
 
     monitor: str
     date: dt.date
