@@ -102,13 +102,19 @@ class Contract:
         return ["date", *kept, "count"]
 
 
+def dimensions_of(columns: Sequence[str]) -> list[str]:
+    """The dimensions a result or frame with ``columns`` holds: every column but ``date`` and
+    ``count``, a ``user_agent`` column standing for ``os_family``."""
+    names = [FAMILY if str(c) == AGENT else str(c) for c in columns]
+    return list(dict.fromkeys(c for c in names if c not in ("date", "count")))
+
+
 def contract_for(columns: Sequence[str], dimensions: Sequence[str] | None) -> Contract:
     """The contract a result with ``columns`` meets for the declared ``dimensions`` (None:
     every column but ``date`` and ``count``), or :class:`QueryError` naming what is missing."""
     names = [str(c).lower() for c in columns]
     if dimensions is None:
-        dimensions = [FAMILY if c == AGENT else c for c in names if c not in ("date", "count")]
-        dimensions = list(dict.fromkeys(dimensions))
+        dimensions = dimensions_of(names)
     agent = AGENT if FAMILY in dimensions and FAMILY not in names and AGENT in names else None
     missing = [c for c in ("date", *dimensions, "count") if c not in names]
     if agent:

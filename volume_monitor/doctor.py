@@ -118,7 +118,7 @@ def _query(settings: Settings, monitor: MonitorSpec, database_ok: bool, found: d
         frame = db.fetch(engine, query, day, clock.today(settings), monitor.dimensions)
     finally:
         engine.dispose()
-    dimensions = [db.FAMILY if c == db.AGENT else c for c in frame.columns[1:-1]]
+    dimensions = db.dimensions_of(frame.columns)
     found["dimensions"] = dimensions
     rows = f"{len(frame)} row{'s' if len(frame) > 1 else ''}" if len(frame) else "no rows"
     return f"{name}: columns match ({', '.join(dimensions)}), {rows} for {day}"
@@ -137,9 +137,7 @@ def _model(settings: Settings, monitor: MonitorSpec, found: dict) -> str:
     """The production model loads, and was trained for this monitor, its query and the
     dimensions the query returns (when the query check found them)."""
     loaded = tracking.load_model(settings, None, monitor)
-    dimensions = found.get("dimensions", loaded.detector.dimensions)
-    fingerprint = db.query_fingerprint(monitor.query_path)
-    problem = loaded.detector.mismatch(monitor.name, dimensions, fingerprint)
+    problem = loaded.mismatch(monitor, found.get("dimensions", loaded.detector.dimensions))
     if problem:
         raise _Broken(f"{loaded.label} cannot score this monitor: {problem}")
     return f"{loaded.uri} is version {loaded.version} (run {loaded.run_id or 'unknown'}), loads"

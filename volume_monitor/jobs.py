@@ -262,7 +262,7 @@ def score_monitor(
     began = time.perf_counter()
     clock.check_over(settings, day)
     model, raw = _model_and_counts(settings, monitor, day, model)
-    dimensions = _dimensions_of(raw)
+    dimensions = db.dimensions_of(raw.columns)
     _check_model_fits(model, monitor, dimensions)
     _warn_if_before_training(model, day)
     detector = model.detector
@@ -315,7 +315,7 @@ def train(
     raw = _without_excluded_days(_fetch(settings, monitor, start, end), monitor)
     if raw.empty:
         raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
-    dimensions = _dimensions_of(raw)
+    dimensions = db.dimensions_of(raw.columns)
     frame = etl.prepare(raw, dimensions=dimensions)
     del raw  # the query's rows: as large as the frame, and no longer needed
     _warn_if_short(frame)
@@ -557,7 +557,7 @@ def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.dat
     cache = agents.FamilyCache(settings.ua_cache_path)
     chunks = db.fetch_chunks(engine, query, start, end, monitor.dimensions)
     try:
-        parts = [etl.regroup(chunk, cache, _dimensions_of(chunk)) for chunk in chunks]
+        parts = [etl.regroup(chunk, cache, db.dimensions_of(chunk.columns)) for chunk in chunks]
     finally:
         engine.dispose()
     if cache.added or cache.recent:
@@ -569,17 +569,8 @@ def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.dat
     return pd.concat(parts, ignore_index=True)
 
 
-def _dimensions_of(frame: pd.DataFrame) -> list[str]:
-    """The dimensions of a query or ETL frame: its columns but ``date`` and ``count`` (a
-    ``user_agent`` column stands for ``os_family``)."""
-    names = [db.FAMILY if c == db.AGENT else str(c) for c in frame.columns]
-    return [c for c in names if c not in ("date", "count")]
-
-
 def _check_model_fits(model: tracking.LoadedModel, monitor: MonitorSpec, dimensions) -> None:
-    problem = model.detector.mismatch(
-        monitor.name, dimensions, db.query_fingerprint(monitor.query_path)
-    )
+    problem = model.mismatch(monitor, dimensions)
     if problem:
         raise ModelMismatchError(
             f"{model.uri} (version {model.version}) cannot score the monitor {monitor.name!r}: "

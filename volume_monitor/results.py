@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from volume_monitor.config import DEFAULT_DIMENSIONS
+from volume_monitor.config import DEFAULT_DIMENSIONS, DEFAULT_MONITOR
 from volume_monitor.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 SCORES_FILE, SUMMARY_FILE, HISTOGRAM_FILE = "scores.csv", "summary.json", "histogram.png"
 VOLUME_FILE = "volume.png"
 EMAIL_FILE, EMAIL_HTML_FILE = "email.txt", "email.html"
-PENDING_FILE = "pending_alert.json"  # an alert that could not be delivered, for the next run
 VERDICT_COLUMNS = ["expected_low", "expected_high", "score", "is_anomaly", "direction", "cause"]
 
 
@@ -71,7 +70,7 @@ class RunSummary:
         """A summary read back; keys it does not know are ignored, missing ones defaulted."""
         names = {f.name for f in dataclasses.fields(cls)}
         known = {key: value for key, value in data.items() if key in names}
-        known.setdefault("monitor", "default")
+        known.setdefault("monitor", DEFAULT_MONITOR)
         for key in ("run_id", "model_uri", "model_version", "date"):
             known.setdefault(key, "")
         for key in ("rows", "anomalies", "anomaly_share"):
@@ -85,7 +84,7 @@ def monitor_dir(results_dir: Path, monitor: str) -> Path:
     return results_dir / monitor
 
 
-def day_dir(results_dir: Path, day: dt.date, monitor: str = "default") -> Path:
+def day_dir(results_dir: Path, day: dt.date, monitor: str = DEFAULT_MONITOR) -> Path:
     return monitor_dir(results_dir, monitor) / day.isoformat()
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from volume_monitor.config import MonitorSpec, Settings, redact_url
-from volume_monitor.db import first_line, sqlite_file
+from volume_monitor.db import first_line, query_fingerprint, sqlite_file
 from volume_monitor.errors import ConfigError, ModelNotFoundError, TrackingError
 from volume_monitor.logs import mask
 
@@ -50,6 +50,12 @@ class LoadedModel:
     def label(self) -> str:
         """``models:/volume-monitor@production (version 3)``"""
         return f"{self.uri} (version {self.version})"
+
+    def mismatch(self, monitor: MonitorSpec, dimensions: list[str]) -> str | None:
+        """Why this model cannot score ``monitor`` (its query file as it is now, returning
+        ``dimensions``); None when it can."""
+        fingerprint = query_fingerprint(monitor.query_path)
+        return self.detector.mismatch(monitor.name, dimensions, fingerprint)
 
 
 def client(settings: Settings):

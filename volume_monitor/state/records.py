@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from volume_monitor.clock import now_utc
+
 DAY_KINDS = ("nightly", "dry run", "backfill")
 DELIVERY_KINDS = ("alert", "resolved")
 # "withdrawn": a re-score found the day normal before its alert could be delivered.
@@ -21,11 +23,6 @@ DELIVERY_STATUSES = ("pending", "sent", "failed", "withdrawn")
 UNDELIVERED = ("pending", "failed")
 VERDICTS = ("normal", "expected", "incident", "new level")
 COUNT_SOURCES = ("train", "scored")
-
-
-def utc_now() -> str:
-    """The current time in UTC, ISO 8601 to the second: the store's timestamp format."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def series_key(values: Mapping[str, str]) -> str:
@@ -90,7 +87,7 @@ class Delivery:
     last_error: str | None = None
     payload: str | None = None
     model_version: str | None = None
-    created_at: str = field(default_factory=utc_now)
+    created_at: str = field(default_factory=now_utc)
     sent_at: str | None = None
 
     def __post_init__(self) -> None:
@@ -110,7 +107,7 @@ class Feedback:
     series_key: str | None = None
     note: str | None = None
     author: str | None = None
-    created_at: str = field(default_factory=utc_now)
+    created_at: str = field(default_factory=now_utc)
     id: int | None = None
 
     def __post_init__(self) -> None:
@@ -128,7 +125,7 @@ class Silence:
     until: dt.date
     reason: str
     created_by: str | None = None
-    created_at: str = field(default_factory=utc_now)
+    created_at: str = field(default_factory=now_utc)
     expired_at: str | None = None
     id: int | None = None
 

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
+from volume_monitor.clock import now_utc
 from volume_monitor.config import redact_url
 from volume_monitor.state import counts, migrate
 from volume_monitor.state.connect import WRITE, failure, make_engine
@@ -37,7 +38,6 @@ from volume_monitor.state.records import (
     Feedback,
     Silence,
     to_json,
-    utc_now,
 )
 from volume_monitor.state.schema import (
     deliveries,
@@ -290,7 +290,7 @@ class Store:
         statement = (
             update(silences)
             .where(silences.c.id == silence_id, silences.c.expired_at.is_(None))
-            .values(expired_at=utc_now())
+            .values(expired_at=now_utc())
         )
         with self._writing() as connection:
             return connection.execute(statement).rowcount == 1
