@@ -4,6 +4,10 @@ or PostgreSQL; and the one-line messages of its failures, never with a password.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -51,6 +55,27 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+@contextmanager
+def first_use_lock(url: str) -> Iterator[None]:
+    """Hold, waiting for it, an exclusive lock beside a SQLite store's file while the store is
+    first opened: turning a new file to WAL and creating its tables are one process's job at a
+    time. Other databases lock inside the upgrade itself (see ``migrate``)."""
+    file = sqlite_file(url)
+    if file is None:
+        yield
+        return
+    try:
+        handle = open(file.with_name(file.name + ".lock"), "a")  # noqa: SIM115 - held below
+    except OSError as exc:
+        raise failure(url, f"cannot lock {file}: {exc.strerror or exc}") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _make_folder(url: str) -> None:

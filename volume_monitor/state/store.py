@@ -29,7 +29,7 @@ from sqlalchemy.sql.dml import Insert
 from volume_monitor.clock import now_utc
 from volume_monitor.config import redact_url
 from volume_monitor.state import counts, migrate
-from volume_monitor.state.connect import WRITE, failure, make_engine
+from volume_monitor.state.connect import WRITE, failure, first_use_lock, make_engine
 from volume_monitor.state.frames import take_apart
 from volume_monitor.state.records import (
     UNDELIVERED,
@@ -58,7 +58,8 @@ def open_store(url: str) -> Store:
     must already be made absolute), its schema upgraded to head on first use."""
     engine = make_engine(url)
     try:
-        migrate.ensure_head(engine, url)
+        with first_use_lock(url):
+            migrate.ensure_head(engine, url)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise failure(url, exc) from None
