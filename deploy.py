@@ -5,7 +5,7 @@ Usage: python deploy.py [--date D] [--dry-run] [--force]
 
 import sys
 
-from volume_monitor.cli import main
+from volume_monitor.cli import entry_point
 
 if __name__ == "__main__":
-    sys.exit(main(["deploy", *sys.argv[1:]]))
+    sys.exit(entry_point(["deploy", *sys.argv[1:]]))

@@ -5,7 +5,7 @@ Usage: python train.py [--start D] [--end D] [--param key=value ...] [--promote]
 
 import sys
 
-from volume_monitor.cli import main
+from volume_monitor.cli import entry_point
 
 if __name__ == "__main__":
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(entry_point(["train", *sys.argv[1:]]))

@@ -236,12 +236,21 @@ def first_line(exc: BaseException) -> str:
 
 
 def _dates(column: pd.Series) -> pd.Series:
-    dates = pd.to_datetime(column, errors="coerce")
-    if dates.isna().any() and column.notna().all():  # formats differ between rows
-        dates = pd.to_datetime(column, errors="coerce", format="mixed")
-    bad = int(dates.isna().sum())
+    """Days as datetime64, each distinct value converted once (a chunk holds a few days)."""
+    codes, distinct = pd.factorize(column)
+    days = _distinct_dates(pd.Series(distinct, dtype=column.dtype)).to_numpy()
+    converted = np.append(days, np.datetime64("NaT", "s"))[codes]  # code -1 (NULL): NaT
+    bad = int(np.isnat(converted).sum())
     if bad:
         raise QueryError(f"the query column date has {bad} value(s) that are not dates")
+    return pd.Series(converted, index=column.index, name=column.name)
+
+
+def _distinct_dates(column: pd.Series) -> pd.Series:
+    """``column``'s values as days, NaT where one is not a date."""
+    dates = pd.to_datetime(column, errors="coerce")
+    if dates.isna().any():  # formats differ between values
+        dates = pd.to_datetime(column, errors="coerce", format="mixed")
     if dates.dt.tz is not None:
         dates = dates.dt.tz_localize(None)
     return dates.dt.normalize()

@@ -532,19 +532,25 @@ def _plot_volume(store, case: alert.Scored, path: Path, version: str) -> Path:
 
 def _model_and_counts(settings, monitor, day, model) -> tuple[tracking.LoadedModel, pd.DataFrame]:
     """``model`` (default: the monitor's production model, loaded meanwhile in a second
-    thread) and the day's counts. The query waits on the database and loading on Python, so
-    the two overlap."""
+    thread, with the plotting library) and the day's counts. The query waits on the database
+    and loading on Python, so the two overlap."""
     end = day + dt.timedelta(days=1)
     if model is not None:
         return model, _fetch(settings, monitor, day, end)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model") as pool:
-        loading = pool.submit(tracking.load_model, settings, None, monitor)
+        loading = pool.submit(_load_for_scoring, settings, monitor)
         try:
             raw = _fetch(settings, monitor, day, end)
         except VolumeMonitorError:
             loading.result()  # without a model no day can be scored: its error comes first
             raise
         return loading.result(), raw
+
+
+def _load_for_scoring(settings: Settings, monitor: MonitorSpec) -> tracking.LoadedModel:
+    model = tracking.load_model(settings, None, monitor)
+    plots.load_backend()
+    return model
 
 
 def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.date):

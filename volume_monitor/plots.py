@@ -13,11 +13,18 @@ import pandas as pd
 from volume_monitor.files import write_atomic
 
 
-def new_figure(width: float, height: float):
-    """A figure with one axes, on the Agg canvas, owned by the caller alone."""
+def load_backend():
+    """matplotlib's ``Figure`` and Agg canvas classes, imported on first use (about 0.6 s): a
+    caller may load them in a thread while it waits on something else."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    return Figure, FigureCanvasAgg
+
+
+def new_figure(width: float, height: float):
+    """A figure with one axes, on the Agg canvas, owned by the caller alone."""
+    Figure, FigureCanvasAgg = load_backend()
     figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
     return figure, figure.subplots()
