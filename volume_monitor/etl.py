@@ -49,7 +49,8 @@ def complete(
     dimensions: Sequence[str] = DEFAULT_DIMENSIONS,
 ) -> pd.DataFrame:
     """Every (date, known series) pair, with ``count`` 0 where the series was absent, sorted
-    by date and series.
+    by date and series. The dimensions are categorical (a year of 20,000 series holds 20,000
+    labels, not 7.3 million), or strings when ``frame`` has series that are not known.
 
     ``frame`` has a ``date`` column; ``series`` holds the known combinations of
     ``dimensions``. Series in ``frame`` that are not known are kept as they are. The grid of
@@ -72,11 +73,21 @@ def complete(
     counts = frame.set_index(["date", *keys])["count"]
     if not counts.index.is_unique:  # a series more than once a day: summed
         counts = counts.groupby(level=list(range(len(keys) + 1)), sort=False).sum()
-    completed = counts.reindex(grid, fill_value=0).reset_index()
+    completed = pd.DataFrame(
+        {
+            "date": grid.levels[0].take(grid.codes[0]),
+            **{
+                key: pd.Categorical.from_codes(codes, categories=level)
+                for key, level, codes in zip(keys, grid.levels[1:], grid.codes[1:], strict=True)
+            },
+            "count": counts.reindex(grid, fill_value=0).to_numpy(),
+        }
+    )
     in_grid = frame["date"].isin(days) & pd.MultiIndex.from_frame(frame[keys]).isin(known)
     if not in_grid.all():
         unknown = frame.loc[~in_grid, ["date", *keys, "count"]]
-        completed = pd.concat([completed, unknown]).sort_values(["date", *keys])
+        labelled = completed.astype(dict.fromkeys(keys, str))
+        completed = pd.concat([labelled, unknown]).sort_values(["date", *keys])
     return completed.astype({"count": "int64"}).reset_index(drop=True)
 
 

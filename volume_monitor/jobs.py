@@ -29,6 +29,7 @@ from volume_monitor import (
     etl,
     files,
     known_days,
+    memory,
     plots,
     results,
     runlock,
@@ -318,12 +319,14 @@ def train(
     dimensions = db.dimensions_of(raw.columns)
     frame = etl.prepare(raw, dimensions=dimensions)
     del raw  # the query's rows: as large as the frame, and no longer needed
+    memory.give_back()
     _warn_if_short(frame)
     fingerprint = db.query_fingerprint(monitor.query_path)
     try:
         detector = VolumeDetector(**params).fit(frame, monitor=monitor.name, query_hash=fingerprint)
     except ValueError as exc:
         raise ConfigError(f"invalid model parameters: {exc}") from None
+    memory.give_back()
     scored = detector.score(frame)
     metrics = _training_metrics(frame, scored, dimensions)
     if dimensions == list(DEFAULT_DIMENSIONS):  # its faults are injected into these segments
@@ -331,6 +334,7 @@ def train(
         benchmark = evaluate.self_benchmark(history, params)
         metrics.update({f"bench_{k}": v for k, v in benchmark.items() if not np.isnan(v)})
     run_id, version = _log_run(settings, monitor, detector, frame, scored, metrics, params)
+    memory.give_back()
     with state.open_store(settings.state_url) as store:
         store.write_counts(monitor.name, dimensions, scored, "train")
     if promote:

@@ -247,22 +247,28 @@ class VolumeDetector(BaseEstimator):
         flagged = np.zeros(len(frame), dtype=bool)
         if self.features != "baseline" or not self.group_threshold:
             return flagged
-        data = frame[["date", *self.dimensions]].assign(z=deviation)
+        codes = {key: pd.factorize(frame[key]) for key in ["date", *self.dimensions]}
         for keys in group_keys(self.dimensions):
-            members = data.groupby(["date", *keys])["z"]
-            count = members.transform("count")
-            evidence = members.transform("median") * np.sqrt(count)
-            moved = (np.sign(data["z"]) == np.sign(evidence)) & (
-                data["z"].abs() >= self.group_member
+            group = np.zeros(len(frame), dtype=np.int64)  # one number per day and group
+            for key in ["date", *keys]:
+                key_codes, values = codes[key]
+                group = group * len(values) + key_codes
+            group = pd.factorize(group)[0]
+            medians, counts = _group_medians(group, deviation)
+            count = counts[group]
+            evidence = medians[group] * np.sqrt(count)
+            moved = (np.sign(deviation) == np.sign(evidence)) & (
+                np.abs(deviation) >= self.group_member
             )
-            flagged |= ((evidence.abs() >= self.group_threshold) & (count >= 2) & moved).to_numpy()
+            flagged |= (np.abs(evidence) >= self.group_threshold) & (count >= 2) & moved
         return flagged
 
     def _series_index(self, frame: pd.DataFrame) -> np.ndarray:
         """Position of each row's series among the known series, -1 for a new one."""
         keys = self.dimensions
         known = pd.MultiIndex.from_tuples([tuple(s) for s in self.series_], names=keys)
-        return known.get_indexer(pd.MultiIndex.from_frame(frame[keys].astype(str)))
+        rows = pd.MultiIndex.from_arrays([_labels(frame[key]) for key in keys], names=keys)
+        return known.get_indexer(rows)
 
     def _decision(self, frame: pd.DataFrame, baseline) -> np.ndarray:
         """The outlier model's decision function: its raw ``score_samples`` minus the offset
@@ -315,6 +321,14 @@ def _with_date_column(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename_axis("date").reset_index()
 
 
+def _labels(column: pd.Series) -> pd.Series:
+    """``column`` as text; a categorical column stays categorical, its categories as text (one
+    string per category, not per row)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.rename_categories(column.cat.categories.astype(str))
+    return column.astype(str)
+
+
 def _baseline(
     frame: pd.DataFrame, n_series: int, recent_weeks: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -322,15 +336,15 @@ def _baseline(
     observations (so a trend does not drag the level); the series median where a weekday was
     never seen. Per series: a robust spread of the recent residuals, floored by Poisson noise
     and ``MIN_SPREAD``."""
-    data = pd.DataFrame(
+    series, weekday = frame["s"].to_numpy(), frame["weekday"].to_numpy()
+    rows = _latest_rows(series, weekday, frame["date"].to_numpy(), recent_weeks)
+    recent = pd.DataFrame(
         {
-            "date": frame["date"],
-            "s": frame["s"],
-            "w": frame["weekday"],
-            "y": np.log1p(frame["count"]),
+            "s": series[rows],
+            "w": weekday[rows],
+            "y": np.log1p(frame["count"].to_numpy(dtype=float)[rows]),
         }
     )
-    recent = data.sort_values("date").groupby(["s", "w"]).tail(recent_weeks)
     overall = recent.groupby("s")["y"].median().reindex(range(n_series)).to_numpy()
     by_day = recent.groupby(["s", "w"])["y"].median().unstack("w")
     center = by_day.reindex(index=range(n_series), columns=range(7)).to_numpy()
@@ -339,6 +353,36 @@ def _baseline(
     mad = residual.groupby(recent["s"]).median().reindex(range(n_series)).to_numpy() * MAD_TO_SD
     poisson = 1.0 / np.sqrt(np.expm1(center).mean(axis=1) + 1.0)
     return center, np.maximum.reduce([mad, poisson, np.full(n_series, MIN_SPREAD)])
+
+
+def _latest_rows(series: np.ndarray, weekday: np.ndarray, dates: np.ndarray, count: int):
+    """Positions of the latest ``count`` rows of each series and weekday, by date. Index
+    arithmetic on one sort: a year of 20,000 series is 7.3 million rows, and sorting a frame
+    of them and taking each group's tail cost 800 MB more than this."""
+    order = np.lexsort((dates, weekday, series))  # by series, weekday, date
+    group = series[order].astype(np.int64) * 7 + weekday[order]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    del group
+    end_of_group = np.repeat(ends, ends - starts)
+    from_end = end_of_group - np.arange(1, len(order) + 1)  # 0 for a group's latest row
+    return order[from_end < count]
+
+
+def _group_medians(group: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The median and number of the non-NaN ``values`` of each group ``0..group.max()`` (NaN
+    and 0 for a group without any), from one sort of the values by group and value."""
+    groups = int(group.max()) + 1 if len(group) else 0
+    known = ~np.isnan(values)
+    group, values = group[known], values[known]
+    counts = np.bincount(group, minlength=groups)
+    ordered = values[np.lexsort((values, group))]
+    starts = np.cumsum(counts) - counts
+    low = np.minimum(starts + (counts - 1) // 2, max(len(ordered) - 1, 0))
+    high = np.minimum(starts + counts // 2, max(len(ordered) - 1, 0))
+    with np.errstate(invalid="ignore"):
+        medians = (ordered[low] + ordered[high]) / 2 if len(ordered) else np.full(groups, np.nan)
+    return np.where(counts > 0, medians, np.nan), counts
 
 
 def _deviation(counts: np.ndarray, center: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -356,7 +400,9 @@ def _direction(counts: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndar
 
 def _sign_direction(counts: np.ndarray, deviation: np.ndarray) -> np.ndarray:
     """Direction of a row that moved with its group but stayed inside its own range."""
-    return np.where(counts == 0, "missing", np.where(deviation > 0, "high", "low")).astype(object)
+    return _named(
+        np.where(counts == 0, 2, np.where(deviation > 0, 0, 1)), ["high", "low", "missing"]
+    )
 
 
 def _cause(
@@ -386,4 +432,10 @@ def _cause(
         ~known,
     ]
     names = ["missing_day", "missing_series", "stall", "drop", "duplicate", "spike", "new_series"]
-    return np.select(choices, names, default="").astype(object)
+    return _named(np.select(choices, range(1, len(names) + 1), default=0), ["", *names])
+
+
+def _named(codes: np.ndarray, names: list[str]) -> np.ndarray:
+    """An object array of ``names[code]`` for each code: every row holds one of the few
+    ``names`` strings, not a copy of its own (7.3 million rows: 60 MB, not 460 MB)."""
+    return np.array(names, dtype=object)[codes]
