@@ -347,6 +347,23 @@ def test_check_contract_rejects_non_dates(dates):
         check_contract(contract_frame(date=dates))
 
 
+def test_dates_are_converted_per_distinct_value_but_counted_per_row():
+    def rows(dates):
+        return pd.DataFrame(
+            {"date": dates, "channelid": "web", "actioncode": "view", "user_agent": WIN,
+             "count": 1}
+        )  # fmt: skip
+
+    with pytest.raises(QueryError, match="date has 3 value"):
+        check_contract(rows(["2026-03-02", "nope", None, "2026-03-02 10:30", "nope"]))
+    checked = check_contract(rows(["2026-03-02", "2026-03-03 23:59", "2026-03-02"] * 2))
+    assert [str(d.date()) for d in checked["date"]] == [
+        "2026-03-02",
+        "2026-03-03",
+        "2026-03-02",
+    ] * 2
+
+
 def test_check_contract_accepts_os_family_and_keeps_it():
     frame = contract_frame(user_agent=None, os_family=["Windows", "iOS"])
     checked = check_contract(frame)

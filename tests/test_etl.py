@@ -215,3 +215,20 @@ def test_inputs_are_not_mutated(raw, series):
     pd.testing.assert_frame_equal(completed, completed_before)
     assert "os_family" not in raw.columns
     assert "weekday" not in completed.columns
+
+
+def test_complete_keeps_dimensions_categorical_unless_unknown_series_join(series):
+    day = pd.Timestamp("2026-03-02")
+    known = pd.DataFrame(
+        {"date": [day], "channelid": ["web"], "actioncode": ["view"], "os_family": ["iOS"],
+         "count": [5]}
+    )  # fmt: skip
+    completed = etl.complete(known, series, [day])
+    assert all(isinstance(completed[k].dtype, pd.CategoricalDtype) for k in etl.SERIES_KEYS)
+    assert len(completed) == len(series.drop_duplicates())
+    web = completed[(completed["channelid"] == "web") & (completed["os_family"] == "iOS")]
+    assert web["count"].tolist() == [5]
+    stranger = known.assign(channelid="fax")
+    mixed = etl.complete(stranger, series, [day])
+    assert "fax" in set(mixed["channelid"].astype(str))
+    assert not any(isinstance(mixed[k].dtype, pd.CategoricalDtype) for k in etl.SERIES_KEYS)

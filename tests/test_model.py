@@ -235,3 +235,36 @@ def test_training_windows_from_60_to_400_days(days):
     assert broken["is_anomaly"].all()
     assert list(broken["direction"]) == ["high", "low", "missing"]
     assert list(broken["cause"]) == ["duplicate", "stall", "missing_series"]
+
+
+def test_latest_rows_are_each_series_and_weekdays_last_by_date():
+    from volume_monitor.model import _latest_rows
+
+    rng = np.random.default_rng(4)
+    rows = pd.DataFrame(
+        {
+            "s": rng.integers(0, 30, 3000),
+            "weekday": rng.integers(0, 7, 3000),
+            "date": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.permutation(3000), "D"),
+        }
+    )
+    expected = rows.sort_values("date").groupby(["s", "weekday"]).tail(4).index
+    found = _latest_rows(*(rows[c].to_numpy() for c in ("s", "weekday", "date")), 4)
+    assert sorted(found) == sorted(expected)
+    assert len(found) < len(rows)
+
+
+def test_group_medians_match_pandas_and_skip_missing_values():
+    from volume_monitor.model import _group_medians
+
+    rng = np.random.default_rng(5)
+    group = rng.integers(0, 40, 5000)
+    group[group == 7] = 8  # group 7 has no rows
+    values = rng.normal(size=5000)
+    values[rng.random(5000) < 0.3] = np.nan
+    values[group == 9] = np.nan  # group 9 has only missing values
+    medians, counts = _group_medians(group, values)
+    by_group = pd.Series(values).groupby(group)
+    assert np.allclose(medians, by_group.median().reindex(range(40)), equal_nan=True)
+    assert list(counts) == list(by_group.count().reindex(range(40), fill_value=0))
+    assert np.isnan(medians[7]) and np.isnan(medians[9]) and counts[7] == counts[9] == 0
