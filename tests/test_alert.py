@@ -286,3 +286,29 @@ def test_group_lines_of_a_single_dimension_speak_of_all_series():
         }
     )
     assert alert.group_lines(scored, ["country"]) == ["all series: 3 of 4 series low (mostly drop)"]
+
+
+def test_a_silenced_series_is_left_out_of_an_alert_that_others_still_raise(trained_settings):
+    from volume_monitor import state
+    from volume_monitor.state import Silence
+
+    settings = trained_settings()
+    first = jobs.score_day(settings, LAST_DAY, dry_run=True)
+    flagged = pd.read_csv(first.folder / "scores.csv", dtype=str).query("is_anomaly == 'True'")
+    assert len(flagged) >= 2, "the demo's fault day flags several series"
+    worst = flagged.iloc[0]
+    keys = ("channelid", "actioncode", "os_family")
+    name = "/".join(worst[k] for k in keys)
+    assert f"{name}: " in (first.folder / "email.txt").read_text()
+    with state.open_store(settings.state_url) as store:
+        matchers = {k: worst[k] for k in keys}
+        store.add_silence(Silence("default", matchers, LAST_DAY, "known"))
+
+    again = jobs.score_day(settings, LAST_DAY, dry_run=True, force=True)
+
+    text = (again.folder / "email.txt").read_text()
+    assert f"{name}: " not in text
+    assert "1 more anomalous series are silenced and not listed" in text
+    assert (again.summary.anomalies, again.summary.silenced) == (len(flagged) - 1, 1)
+    rows = pd.read_csv(again.folder / "scores.csv", dtype=str)
+    assert rows["silenced"].tolist().count("True") == 1

@@ -225,3 +225,69 @@ def spawn(folder: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
         cwd=folder, env={**clean_environment(), **env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def test_a_silenced_series_is_scored_and_shown_but_never_sent(install):
+    """Silence orders' DE/paypal (its stall is the night's only fault): the day is scored,
+    ``scores.csv`` marks the series silenced, nothing alerts; expired, the next score alerts."""
+    folder, env = install
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return run("volume_monitor/cli.py", "silence", *args, cwd=folder, **env)
+
+    until = str(dt.date.today() + dt.timedelta(days=30))
+    added = cli(
+        "add", "--monitor", "orders", "--match", "country=DE", "--match", "payment_method=paypal",
+        "--until", until, "--reason", "paypal DE migration, tracked in PAY-12",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith(
+        "silence #1 added: #1  orders  country=DE, payment_method=paypal"
+    )
+
+    deploy = ["deploy.py", "--date", str(LAST_DAY), "--monitor", "orders", "--dry-run"]
+    assert run(*deploy, cwd=folder, **env).returncode == 0
+    day = folder / "results" / "orders" / str(LAST_DAY)
+    rows = pd.read_csv(day / "scores.csv", dtype=str)
+    de_paypal = rows[(rows["country"] == "DE") & (rows["payment_method"] == "paypal")]
+    assert de_paypal[["is_anomaly", "silenced", "direction"]].values.tolist() == [
+        ["True", "True", "missing"]
+    ]
+    assert (rows.loc[rows["silenced"] == "False", "is_anomaly"] == "False").all()
+    summary = json.loads((day / "summary.json").read_text())
+    assert (summary["alert"], summary["anomalies"], summary["silenced"]) == (False, 0, 1)
+    assert not (day / "email.txt").exists()
+
+    listed = cli("list", "--monitor", "orders")
+    assert "#1  orders  country=DE, payment_method=paypal  until" in listed.stdout
+    assert "active  paypal DE migration, tracked in PAY-12" in listed.stdout
+    assert cli("expire", "1").stdout == "silence #1 expired\n"
+    assert cli("list").stdout == "no silences\n"
+    assert "expired" in cli("list", "--all").stdout
+
+    assert run(*deploy, cwd=folder, **env).returncode == 0
+    summary = json.loads((day / "summary.json").read_text())
+    assert (summary["alert"], summary["silenced"]) == (True, 0)
+    assert "DE/paypal" in (day / "email.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["add", "--monitor", "orders", "--match", "colour=red", "--until", "2099-01-01",
+          "--reason", "x"], "monitor 'orders' has no dimension colour"),
+        (["add", "--monitor", "orders", "--until", "2020-01-01", "--reason", "x"],
+         "--until 2020-01-01 is already past"),
+        (["add", "--monitor", "orders", "--until", "2099-01-01", "--reason", " "],
+         "--reason must say why"),
+        (["add", "--monitor", "nope", "--until", "2099-01-01", "--reason", "x"], "nope"),
+        (["expire", "99"], "there is no active silence #99"),
+    ],
+)  # fmt: skip
+def test_a_bad_silence_is_one_line_and_exit_1(install, args, message):
+    folder, env = install
+    result = run("volume_monitor/cli.py", "silence", *args, cwd=folder, **env)
+    assert result.returncode == 1
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr

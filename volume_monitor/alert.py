@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from volume_monitor import results
+from volume_monitor.alerting import policy
 from volume_monitor.config import DEFAULT_MONITOR, MonitorSpec, SmtpSettings
 from volume_monitor.errors import AlertDeliveryError
 from volume_monitor.known_days import KnownDay
@@ -39,9 +40,10 @@ MAX_LISTED = 25
 class Decision:
     alert: bool
     reasons: list[str]
-    anomalies: int
+    anomalies: int  # anomalous series that are not silenced
     share: float
     missing_day: bool = False
+    silenced: int = 0  # anomalous series that a silence keeps out of the alert
 
 
 @dataclass(frozen=True)
@@ -99,16 +101,20 @@ def decide(
     monitor: MonitorSpec,
     missing_day: bool,
     known_day: KnownDay | None = None,
+    monitor_silenced: bool = False,
 ) -> Decision:
     """Alert on a missing day, on at least the monitor's ``alert_min_anomalies`` anomalous
     series (0 turns that rule off), or, when its ``alert_share`` is set, on an anomalous share
     of the day's series at or above it — unless the calendar marks the day to be suppressed
-    (the reasons are kept)."""
-    anomalies = int(scored["is_anomaly"].sum())
+    (the reasons are kept). Silenced series (a ``silenced`` column) do not count; with
+    ``monitor_silenced`` nothing alerts, not even a missing day."""
+    sendable = policy.sendable(scored)
+    anomalies = int(sendable.sum())
+    silenced = int(scored["is_anomaly"].sum()) - anomalies
     share = anomalies / len(scored) if len(scored) else 0.0
     reasons = []
     minimum, share_limit = monitor.alert_min_anomalies, monitor.alert_share
-    if missing_day:
+    if missing_day and not monitor_silenced:
         reasons.append("missing day: the query returned no rows")
     if minimum and anomalies >= minimum:
         reasons.append(f"{anomalies} anomalous series (threshold {minimum})")
@@ -116,8 +122,8 @@ def decide(
         reasons.append(f"anomalous share {share:.1%} >= {share_limit:.1%}")
     if reasons and known_day is not None and known_day.suppress_alert:
         reasons.append(f"alert suppressed: known day '{known_day.label}'")
-        return Decision(False, reasons, anomalies, share, missing_day)
-    return Decision(bool(reasons), reasons, anomalies, share, missing_day)
+        return Decision(False, reasons, anomalies, share, missing_day, silenced)
+    return Decision(bool(reasons), reasons, anomalies, share, missing_day, silenced)
 
 
 MIN_GROUP = 3  # anomalous series of one segment that move the same way make a group line
@@ -131,7 +137,7 @@ def group_lines(scored: pd.DataFrame, dimensions: Sequence[str]) -> list[str]:
     segments = scored.groupby(first, sort=True) if first else [("all series", scored)]
     lines = []
     for value, rows in segments:
-        anomalous = rows[rows["is_anomaly"]]
+        anomalous = rows[policy.sendable(rows)]
         name = f"{first}={value}" if first else value
         for direction, moved in anomalous.groupby("direction", sort=True):
             if len(moved) < MIN_GROUP:
@@ -160,7 +166,7 @@ def compose(case: Scored, recipients: tuple[str, ...], images: list[Path]) -> Me
     (worst first, with count, expected range, direction, cause, deviation and score), the
     model that scored, and the plots."""
     scored, dimensions = case.scored, case.dimensions
-    anomalous = results.worst_first(scored[scored["is_anomaly"]])
+    anomalous = results.worst_first(scored[policy.sendable(scored)])
     intro = _intro(case)
     groups = group_lines(scored, dimensions)
     listed = anomalous.head(MAX_LISTED)
@@ -236,6 +242,11 @@ def _intro(case: Scored) -> list[str]:
             "series. Check that the loads ran and the pipeline is not stalled."
         )
     lines.append("Why this alert: " + "; ".join(decision.reasons) + ".")
+    if decision.silenced:
+        lines.append(
+            f"{decision.silenced} more anomalous series are silenced and not listed "
+            "(volume-monitor silence list)."
+        )
     return lines
 
 

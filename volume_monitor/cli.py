@@ -165,6 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--format", choices=("table", "csv", "json"), default="table")
     history.set_defaults(handler=_history)
 
+    silence = commands.add_parser("silence", help="keep series out of alerts for a while")
+    actions = silence.add_subparsers(dest="action", required=True, metavar="add|list|expire")
+    add = actions.add_parser("add", help="silence a monitor's series up to a day")
+    add.add_argument("--monitor", help="the monitor (needed with several monitors)")
+    add.add_argument(
+        "--match", action="append", default=[], metavar="DIM=VALUE",
+        help="only series with this dimension value (repeatable); default: every series",
+    )  # fmt: skip
+    add.add_argument("--until", type=_date, required=True, help="the last silenced day")
+    add.add_argument("--reason", required=True, help="why; shown with the silenced series")
+    listing = actions.add_parser("list", help="the silences active today")
+    listing.add_argument("--monitor", help="only this monitor's")
+    listing.add_argument("--all", action="store_true", help="expired and past ones too")
+    ending = actions.add_parser("expire", help="end a silence now")
+    ending.add_argument("id", type=_positive, help="the silence's number (#N in the list)")
+    silence.set_defaults(handler=_silence)
+
     doctor = commands.add_parser(
         "doctor", help="check the configuration end to end and print what is wrong"
     )
@@ -361,6 +378,28 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
     with state.open_store(settings.state_url) as store:
         table = history.series_history(store, monitor.name, start, end, match)
     print(history.render(table, args.format), end="")
+    return 0
+
+
+def _silence(settings: Settings, args: argparse.Namespace) -> int:
+    from volume_monitor import state
+    from volume_monitor.alerting import silences
+
+    today = clock.today(settings)
+    with state.open_store(settings.state_url) as store:
+        if args.action == "add":
+            monitor = settings.monitor(args.monitor)
+            matchers = _pairs(args.match, "--match")
+            kept = silences.add(store, monitor, matchers, args.until, args.reason, today)
+            print(f"silence #{kept.id} added", end=": ")
+            print(silences.render([kept], today), end="")
+        elif args.action == "expire":
+            silences.expire(store, args.id)
+            print(f"silence #{args.id} expired")
+        else:
+            name = settings.monitor(args.monitor).name if args.monitor else None
+            found = store.silences(name, active_on=None if args.all else today)
+            print(silences.render(found, today), end="")
     return 0
 
 

@@ -36,6 +36,7 @@ from volume_monitor import (
     state,
     tracking,
 )
+from volume_monitor.alerting import policy
 from volume_monitor.config import DEFAULT_DIMENSIONS, DEFAULT_MONITOR, MonitorSpec, Settings
 from volume_monitor.errors import (
     AlertDeliveryError,
@@ -270,7 +271,11 @@ def score_monitor(
     frame = etl.prepare(raw, detector.series_frame, [pd.Timestamp(day)], dimensions)
     scored = detector.score(frame)
     known_day = known_days.read_calendar(monitor.calendar_path).get(day)
-    decision = alert.decide(scored, monitor, missing_day=raw.empty, known_day=known_day)
+    silences = store.silences(monitor.name, active_on=day)
+    scored = scored.assign(silenced=policy.silenced_rows(scored, silences))
+    decision = alert.decide(
+        scored, monitor, raw.empty, known_day, policy.silences_whole_monitor(silences)
+    )
     earlier = store.delivery(monitor.name, day, EMAIL, "alert")
     delivered = earlier if _delivered_by(earlier, model) else None
     if not decision.alert and not dry_run:
@@ -521,7 +526,7 @@ def _plot_volume(store, case: alert.Scored, path: Path, version: str) -> Path:
     ``VOLUME_PLOT_DAYS`` days up to the day, against its expected range, from the state
     store: what the monitor counted and expected then; days never counted are gaps."""
     start = case.day - dt.timedelta(days=VOLUME_PLOT_DAYS - 1)
-    anomalous = results.worst_first(case.scored[case.scored["is_anomaly"]])
+    anomalous = results.worst_first(case.scored[policy.sendable(case.scored)])
     match, name = None, "all series"
     if not (case.decision.missing_day or anomalous.empty):
         worst = anomalous.iloc[0]
@@ -626,6 +631,7 @@ def _summary(monitor, day, scored, dimensions, decision, model, delivered, known
         notified_at=delivered.sent_at if delivered else None,
         missing_day=decision.missing_day,
         groups=alert.group_lines(scored, dimensions),
+        silenced=decision.silenced,
         known_day=known_day.label if known_day else None,
         scored_at=clock.now_utc(),
     )

@@ -31,8 +31,9 @@ VERDICT_COLUMNS = ["expected_low", "expected_high", "score", "is_anomaly", "dire
 
 
 def score_columns(dimensions: Sequence[str] = DEFAULT_DIMENSIONS) -> list[str]:
-    """The columns of ``scores.csv``: ``date, <dimensions>, count`` and the verdict."""
-    return ["date", *dimensions, "count", *VERDICT_COLUMNS]
+    """The columns of ``scores.csv``: ``date, <dimensions>, count``, the verdict, and whether
+    a silence kept the series out of the alert."""
+    return ["date", *dimensions, "count", *VERDICT_COLUMNS, "silenced"]
 
 
 SCORE_COLUMNS = score_columns()  # the default monitor's
@@ -61,6 +62,7 @@ class RunSummary:
     delivery_error: str | None = None
     late: bool = False
     refused_recipients: list[str] = field(default_factory=list)
+    silenced: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,6 +107,7 @@ def write_scores(
         date=pd.to_datetime(scored["date"]).dt.strftime("%Y-%m-%d"),
         expected_low=scored["expected_low"].astype("Int64"),
         expected_high=scored["expected_high"].astype("Int64"),
+        silenced=scored["silenced"] if "silenced" in scored.columns else False,
     )
     table = worst_first(table)[score_columns(dimensions)]
     return write_atomic(
