@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from email.utils import parseaddr
 from html.parser import HTMLParser
@@ -312,3 +313,22 @@ def test_a_silenced_series_is_left_out_of_an_alert_that_others_still_raise(train
     assert (again.summary.anomalies, again.summary.silenced) == (len(flagged) - 1, 1)
     rows = pd.read_csv(again.folder / "scores.csv", dtype=str)
     assert rows["silenced"].tolist().count("True") == 1
+
+
+def test_a_missing_day_is_critical_and_does_not_list_every_series(trained_settings):
+    settings = trained_settings()
+    result = jobs.score_day(settings, LAST_DAY + dt.timedelta(days=1))
+    text = (result.folder / "email.txt").read_text()
+    assert result.summary.missing_day and result.summary.severity == "critical"
+    assert "no data at all (missing day)" in text and "Severity: critical." in text
+    assert "Anomalous series" not in text, "the missing day explains every series"
+    summary = json.loads((result.folder / "summary.json").read_text())
+    assert summary["severity"] == "critical"
+
+
+def test_a_few_series_off_is_a_warning(trained_settings):
+    result = jobs.score_day(trained_settings(), STALL_DAY)
+    text = (result.folder / "email.txt").read_text()
+    assert result.summary.severity in ("warning", "error")
+    assert f"Severity: {result.summary.severity}." in text
+    assert "mobile/view/Android" in text

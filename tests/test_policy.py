@@ -67,3 +67,69 @@ def test_only_a_whole_monitor_silence_keeps_a_missing_day_quiet(tmp_path):
     quiet = empty.assign(silenced=True)
     decision = alert.decide(quiet, monitor, True, monitor_silenced=True)
     assert (decision.alert, decision.reasons, decision.silenced) == (False, [], 4)
+
+
+def verdicts(rows: list[tuple[str, str, bool, str, str]]) -> pd.DataFrame:
+    """(country, payment_method, is_anomaly, direction, cause) per series."""
+    columns = ["country", "payment_method", "is_anomaly", "direction", "cause"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+DIMS = ["country", "payment_method"]
+
+
+def test_a_segment_whose_every_series_stopped_is_stalled_and_critical():
+    rows = verdicts([
+        ("DE", "paypal", True, "missing", "missing_series"),
+        ("DE", "card", True, "low", "stall"),
+        ("FR", "paypal", True, "low", "drop"),
+        ("FR", "card", False, "", ""),
+        ("IT", "card", True, "missing", "missing_series"),  # alone: not a segment
+    ])  # fmt: skip
+    assert policy.stalled_segments(rows, DIMS) == [("country=DE", 2)]
+    assert policy.inhibited_rows(rows, DIMS, missing_day=False).tolist() == [1, 1, 0, 0, 0]
+    assert policy.severity(rows, DIMS, missing_day=False) == "critical"
+    silenced = rows.assign(silenced=[True, False, False, False, False])
+    assert policy.stalled_segments(silenced, DIMS) == [], "a silenced series breaks the stall"
+
+
+def test_severity_grows_with_how_wide_a_day_is_off():
+    few = verdicts(
+        [("DE", "paypal", True, "high", "duplicate")] + [("FR", "card", False, "", "")] * 9
+    )
+    assert policy.severity(few, DIMS, missing_day=False) == "warning"
+    wide = verdicts(
+        [("DE", "paypal", True, "high", "spike")] * 2 + [("FR", "card", False, "", "")] * 8
+    )
+    assert policy.severity(wide, DIMS, missing_day=False) == "error"
+    assert policy.severity(few, DIMS, missing_day=True) == "critical"
+    assert policy.inhibited_rows(few, DIMS, missing_day=True).all()
+
+
+def test_with_one_dimension_the_whole_table_is_the_segment():
+    rows = verdicts([("DE", "-", True, "missing", "missing_series")] * 3)
+    assert policy.stalled_segments(rows, ["country"]) == [("all series", 3)]
+    assert policy.inhibited_rows(rows, ["country"], missing_day=False).all()
+
+
+def test_an_alert_names_a_stalled_segment_once_instead_of_each_of_its_series(tmp_path):
+    from conftest import settings_in
+
+    monitor = settings_in(tmp_path).monitor()
+    rows = verdicts([
+        ("DE", "paypal", True, "missing", "missing_series"),
+        ("DE", "card", True, "low", "stall"),
+        ("FR", "paypal", True, "low", "drop"),
+        ("FR", "card", False, "", ""),
+    ]).assign(count=[0, 3, 40, 100], expected_low=[50, 60, 80, 90],
+              expected_high=[70, 80, 120, 110], deviation=[-9.0, -7.0, -3.0, 0.1],
+              score=[-0.2, -0.1, -0.05, 0.1], silenced=False)  # fmt: skip
+    decision = alert.decide(rows, monitor, missing_day=False)
+    case = alert.Scored(monitor, UNTIL, rows, DIMS, decision, "model v1", tmp_path)
+    message = alert.compose(case, ("oncall@example.com",), [])
+    assert message.subject == f"[volume-monitor] {UNTIL}: country=DE stopped, all 2 series"
+    assert "country=DE: every one of its 2 series stopped or stalled" in message.body
+    assert "Severity: critical." in message.body
+    assert "- FR/paypal: 40 events" in message.body
+    assert "DE/paypal:" not in message.body and "DE/card:" not in message.body
+    assert "country=DE: every one of its 2 series" in message.html

@@ -166,7 +166,8 @@ def compose(case: Scored, recipients: tuple[str, ...], images: list[Path]) -> Me
     (worst first, with count, expected range, direction, cause, deviation and score), the
     model that scored, and the plots."""
     scored, dimensions = case.scored, case.dimensions
-    anomalous = results.worst_first(scored[policy.sendable(scored)])
+    explained = policy.inhibited_rows(scored, dimensions, case.decision.missing_day)
+    anomalous = results.worst_first(scored[policy.sendable(scored) & ~explained])
     intro = _intro(case)
     groups = group_lines(scored, dimensions)
     listed = anomalous.head(MAX_LISTED)
@@ -196,6 +197,11 @@ def _headline(case: Scored, anomalous: pd.DataFrame) -> str:
     who = "" if case.monitor.name == DEFAULT_MONITOR else f"{case.monitor.name} "
     if case.decision.missing_day:
         return f"{who}{case.day}: no data at all (missing day)"
+    stalled = policy.stalled_segments(case.scored, case.dimensions)
+    if stalled:
+        segment, series = stalled[0]
+        others = f" and {len(stalled) - 1} more" if len(stalled) > 1 else ""
+        return f"{who}{case.day}: {segment} stopped, all {series} series{others}"
     if not len(anomalous):
         return f"{who}{case.day}: alert"
     worst = anomalous.iloc[0]
@@ -241,7 +247,14 @@ def _intro(case: Scored) -> list[str]:
             f"{expected[0]:.0f} to {expected[1]:.0f} events were expected over {len(scored)} "
             "series. Check that the loads ran and the pipeline is not stalled."
         )
+    for segment, series in policy.stalled_segments(scored, case.dimensions):
+        lines.append(
+            f"{segment}: every one of its {series} series stopped or stalled (its series are "
+            "not listed one by one)."
+        )
     lines.append("Why this alert: " + "; ".join(decision.reasons) + ".")
+    severity = policy.severity(scored, case.dimensions, decision.missing_day)
+    lines.append(f"Severity: {severity}.")
     if decision.silenced:
         lines.append(
             f"{decision.silenced} more anomalous series are silenced and not listed "

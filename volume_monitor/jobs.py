@@ -632,6 +632,9 @@ def _summary(monitor, day, scored, dimensions, decision, model, delivered, known
         missing_day=decision.missing_day,
         groups=alert.group_lines(scored, dimensions),
         silenced=decision.silenced,
+        severity=policy.severity(scored, dimensions, decision.missing_day)
+        if decision.alert
+        else None,
         known_day=known_day.label if known_day else None,
         scored_at=clock.now_utc(),
     )

@@ -63,6 +63,7 @@ class RunSummary:
     late: bool = False
     refused_recipients: list[str] = field(default_factory=list)
     silenced: int = 0
+    severity: str | None = None  # of an alerting day: warning, error or critical
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
