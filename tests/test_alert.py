@@ -13,6 +13,7 @@ import pytest
 
 from conftest import LAST_DAY, STALL_DAY, free_port, smtp_env
 from volume_monitor import alert, jobs
+from volume_monitor.alerting import policy
 from volume_monitor.errors import AlertDeliveryError
 
 
@@ -208,7 +209,7 @@ def test_alert_rules(tmp_path, env, anomalies, missing, alert_expected, reason_s
     from conftest import settings_in
 
     monitor = settings_in(tmp_path, **env).monitor()
-    decision = alert.decide(scored_day(anomalies), monitor, missing)
+    decision = policy.decide(scored_day(anomalies), monitor, missing)
     assert decision.alert is alert_expected
     if reason_start:
         assert decision.reasons[0].startswith(reason_start)

@@ -45,11 +45,11 @@ def test_silenced_series_do_not_count_towards_the_alert(tmp_path):
     monitor = settings_in(tmp_path, VM_ALERT_MIN_ANOMALIES="2").monitor()
     rows = day()
     rows["silenced"] = policy.silenced_rows(rows, [silence(country="DE")])
-    decision = alert.decide(rows, monitor, missing_day=False)
+    decision = policy.decide(rows, monitor, missing_day=False)
     assert (decision.alert, decision.anomalies, decision.silenced) == (False, 1, 2)
     assert policy.sendable(rows).tolist() == [False, False, True, False]
     rows["silenced"] = False
-    assert alert.decide(rows, monitor, missing_day=False).alert
+    assert policy.decide(rows, monitor, missing_day=False).alert
 
 
 def test_only_a_whole_monitor_silence_keeps_a_missing_day_quiet(tmp_path):
@@ -58,14 +58,14 @@ def test_only_a_whole_monitor_silence_keeps_a_missing_day_quiet(tmp_path):
     monitor = settings_in(tmp_path).monitor()
     empty = day().assign(is_anomaly=True)
     assert (
-        alert.decide(empty, monitor, True, monitor_silenced=False)
+        policy.decide(empty, monitor, True, monitor_silenced=False)
         .reasons[0]
         .startswith("missing day")
     )
     assert policy.silences_whole_monitor([silence(country="DE"), silence()])
     assert not policy.silences_whole_monitor([silence(country="DE")])
     quiet = empty.assign(silenced=True)
-    decision = alert.decide(quiet, monitor, True, monitor_silenced=True)
+    decision = policy.decide(quiet, monitor, True, monitor_silenced=True)
     assert (decision.alert, decision.reasons, decision.silenced) == (False, [], 4)
 
 
@@ -124,7 +124,7 @@ def test_an_alert_names_a_stalled_segment_once_instead_of_each_of_its_series(tmp
     ]).assign(count=[0, 3, 40, 100], expected_low=[50, 60, 80, 90],
               expected_high=[70, 80, 120, 110], deviation=[-9.0, -7.0, -3.0, 0.1],
               score=[-0.2, -0.1, -0.05, 0.1], silenced=False)  # fmt: skip
-    decision = alert.decide(rows, monitor, missing_day=False)
+    decision = policy.decide(rows, monitor, missing_day=False)
     case = alert.Scored(monitor, UNTIL, rows, DIMS, decision, "model v1", tmp_path)
     message = alert.compose(case, ("oncall@example.com",), [])
     assert message.subject == f"[volume-monitor] {UNTIL}: country=DE stopped, all 2 series"

@@ -1,5 +1,5 @@
-"""The alert stage: decide whether a scored day breaches the thresholds, compose the email,
-and send it with yagmail.
+"""The alert's content and its email: compose the message of a day that alerts (the decision
+is ``alerting.policy``'s), combine a night's messages, and send them with yagmail.
 
 yagmail is always given the credentials explicitly (otherwise it falls back to the keyring and
 an interactive password prompt, which hangs under cron), a connection timeout, and its result
@@ -26,7 +26,6 @@ from volume_monitor import results
 from volume_monitor.alerting import policy
 from volume_monitor.config import DEFAULT_MONITOR, MonitorSpec, SmtpSettings
 from volume_monitor.errors import AlertDeliveryError
-from volume_monitor.known_days import KnownDay
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +33,6 @@ log = logging.getLogger(__name__)
 MIME_POLICY = email.policy.default.clone(max_line_length=998)
 
 MAX_LISTED = 25
-
-
-@dataclass(frozen=True)
-class Decision:
-    alert: bool
-    reasons: list[str]
-    anomalies: int  # anomalous series that are not silenced
-    share: float
-    missing_day: bool = False
-    silenced: int = 0  # anomalous series that a silence keeps out of the alert
 
 
 @dataclass(frozen=True)
@@ -96,36 +85,6 @@ class Message:
         )  # fmt: skip
 
 
-def decide(
-    scored: pd.DataFrame,
-    monitor: MonitorSpec,
-    missing_day: bool,
-    known_day: KnownDay | None = None,
-    monitor_silenced: bool = False,
-) -> Decision:
-    """Alert on a missing day, on at least the monitor's ``alert_min_anomalies`` anomalous
-    series (0 turns that rule off), or, when its ``alert_share`` is set, on an anomalous share
-    of the day's series at or above it — unless the calendar marks the day to be suppressed
-    (the reasons are kept). Silenced series (a ``silenced`` column) do not count; with
-    ``monitor_silenced`` nothing alerts, not even a missing day."""
-    sendable = policy.sendable(scored)
-    anomalies = int(sendable.sum())
-    silenced = int(scored["is_anomaly"].sum()) - anomalies
-    share = anomalies / len(scored) if len(scored) else 0.0
-    reasons = []
-    minimum, share_limit = monitor.alert_min_anomalies, monitor.alert_share
-    if missing_day and not monitor_silenced:
-        reasons.append("missing day: the query returned no rows")
-    if minimum and anomalies >= minimum:
-        reasons.append(f"{anomalies} anomalous series (threshold {minimum})")
-    if share_limit is not None and share >= share_limit:
-        reasons.append(f"anomalous share {share:.1%} >= {share_limit:.1%}")
-    if reasons and known_day is not None and known_day.suppress_alert:
-        reasons.append(f"alert suppressed: known day '{known_day.label}'")
-        return Decision(False, reasons, anomalies, share, missing_day, silenced)
-    return Decision(bool(reasons), reasons, anomalies, share, missing_day, silenced)
-
-
 MIN_GROUP = 3  # anomalous series of one segment that move the same way make a group line
 
 
@@ -155,7 +114,7 @@ class Scored:
     day: dt.date
     scored: pd.DataFrame
     dimensions: list[str]
-    decision: Decision
+    decision: policy.Decision
     model: str  # e.g. "models:/volume-monitor@production (version 3)"
     folder: Path
 

@@ -273,7 +273,7 @@ def score_monitor(
     known_day = known_days.read_calendar(monitor.calendar_path).get(day)
     silences = store.silences(monitor.name, active_on=day)
     scored = scored.assign(silenced=policy.silenced_rows(scored, silences))
-    decision = alert.decide(
+    decision = policy.decide(
         scored, monitor, raw.empty, known_day, policy.silences_whole_monitor(silences)
     )
     earlier = store.delivery(monitor.name, day, EMAIL, "alert")

@@ -1,2 +1,2 @@
-"""Alerting: what a scored day sends, and to whom. ``policy`` decides which anomalous series
-may be sent (silences)."""
+"""Alerting: whether and how badly a scored day alerts and which series it names (``policy``),
+and the silences people set (``silences``). The email itself is composed in ``alert``."""

@@ -1,4 +1,5 @@
-"""Which anomalous series an alert may send: silences.
+"""Whether a scored day alerts (thresholds, the calendar, silences), how badly (severity),
+and which of its series an alert names (silences, inhibition).
 
 A silence (kept in the state store, managed with ``volume-monitor silence``) names a monitor,
 optional ``dimension=value`` matchers and a last day. A series it matches is still scored and
@@ -9,11 +10,54 @@ without matchers silences the whole monitor, a missing day included.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from volume_monitor.config import MonitorSpec
+from volume_monitor.known_days import KnownDay
 from volume_monitor.state import Silence
+
+
+@dataclass(frozen=True)
+class Decision:
+    alert: bool
+    reasons: list[str]
+    anomalies: int  # anomalous series that are not silenced
+    share: float
+    missing_day: bool = False
+    silenced: int = 0  # anomalous series that a silence keeps out of the alert
+
+
+def decide(
+    scored: pd.DataFrame,
+    monitor: MonitorSpec,
+    missing_day: bool,
+    known_day: KnownDay | None = None,
+    monitor_silenced: bool = False,
+) -> Decision:
+    """Alert on a missing day, on at least the monitor's ``alert_min_anomalies`` anomalous
+    series (0 turns that rule off), or, when its ``alert_share`` is set, on an anomalous share
+    of the day's series at or above it — unless the calendar marks the day to be suppressed
+    (the reasons are kept). Silenced series (a ``silenced`` column) do not count; with
+    ``monitor_silenced`` nothing alerts, not even a missing day."""
+    allowed = sendable(scored)
+    anomalies = int(allowed.sum())
+    silenced = int(scored["is_anomaly"].sum()) - anomalies
+    share = anomalies / len(scored) if len(scored) else 0.0
+    reasons = []
+    minimum, share_limit = monitor.alert_min_anomalies, monitor.alert_share
+    if missing_day and not monitor_silenced:
+        reasons.append("missing day: the query returned no rows")
+    if minimum and anomalies >= minimum:
+        reasons.append(f"{anomalies} anomalous series (threshold {minimum})")
+    if share_limit is not None and share >= share_limit:
+        reasons.append(f"anomalous share {share:.1%} >= {share_limit:.1%}")
+    if reasons and known_day is not None and known_day.suppress_alert:
+        reasons.append(f"alert suppressed: known day '{known_day.label}'")
+        return Decision(False, reasons, anomalies, share, missing_day, silenced)
+    return Decision(bool(reasons), reasons, anomalies, share, missing_day, silenced)
 
 
 def silenced_rows(scored: pd.DataFrame, silences: Sequence[Silence]) -> np.ndarray:
