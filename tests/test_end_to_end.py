@@ -98,8 +98,10 @@ def test_results_folder_holds_contract_files(trained_settings):
         "is_anomaly",
         "direction",
         "cause",
+        "silenced",
     ]
     assert (scores["date"] == str(LAST_DAY)).all()
+    assert not scores["silenced"].any(), "no silence was set"
     summary = json.loads((result.folder / "summary.json").read_text())
     for key in (
         "date",

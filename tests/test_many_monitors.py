@@ -111,7 +111,7 @@ def test_one_deploy_scores_both_monitors_and_sends_one_email(install, smtp_serve
     header = (folder / "results" / "orders" / str(LAST_DAY) / "scores.csv").read_text()
     assert header.splitlines()[0] == (
         "date,country,payment_method,count,expected_low,expected_high,score,is_anomaly,"
-        "direction,cause"
+        "direction,cause,silenced"
     )
     assert f"activity {LAST_DAY}: " in result.stdout and f"orders {LAST_DAY}: " in result.stdout
 
