@@ -82,6 +82,8 @@ def test_alert_arrives_with_subject_recipients_series_and_histogram(trained_sett
     ]
     assert len(positions) >= 2 and positions == sorted(positions), "in the order of scores.csv"
     assert " spreads, score " in body
+    worst = scores[scores["is_anomaly"]].iloc[0]
+    assert f"; {alert.why_flagged(worst)})" in body
     assert "with models:/volume-monitor@production (version 1)" in body
     summary = json.loads((result.folder / "summary.json").read_text())
     assert summary["notified"] is True and summary["notified_at"]
@@ -113,6 +115,9 @@ def test_html_email_has_the_table_the_plots_inline_and_the_model_version(
         ]
         assert row[5].endswith(" spreads") and float(row[6]) == pytest.approx(
             expected["score"], abs=1e-3
+        )
+        assert row[7] == alert.why_flagged(expected) and row[7].endswith(
+            ("over its range", "under its range", "moved with its group")
         )
     found = images(message)
     assert sorted(found) == ["histogram.png", "volume.png"]

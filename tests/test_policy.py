@@ -133,3 +133,16 @@ def test_an_alert_names_a_stalled_segment_once_instead_of_each_of_its_series(tmp
     assert "- FR/paypal: 40 events" in message.body
     assert "DE/paypal:" not in message.body and "DE/card:" not in message.body
     assert "country=DE: every one of its 2 series" in message.html
+
+
+def test_why_a_series_was_flagged_says_how_far_outside_its_range():
+    def why(count, low, high):
+        return alert.why_flagged(pd.Series({"count": count, "expected_low": low,
+                                            "expected_high": high}))  # fmt: skip
+
+    assert why(0, 218, 476) == "100% under its range"
+    assert why(150, 200, 300) == "25% under its range"
+    assert why(900, 200, 300) == "200% over its range"
+    assert why(250, 200, 300) == "inside its range, moved with its group"
+    assert why(5, 0, 0) == "over its range"
+    assert why(5, float("nan"), float("nan")) == "no range: a series not seen in training"

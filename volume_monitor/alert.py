@@ -245,14 +245,30 @@ def _html(intro, groups, listed, more, case: Scored, images) -> str:
     return "<html><body>" + "".join(parts) + "</body></html>"
 
 
-TABLE_COLUMNS = ("series", "count", "expected", "direction", "cause", "deviation", "score")
+TABLE_COLUMNS = (
+    "series", "count", "expected", "direction", "cause", "deviation", "score", "why flagged",
+)  # fmt: skip
 
 
 def _cells(row: pd.Series, dimensions: Sequence[str]) -> list[str]:
     return [
         _series(row, dimensions), str(row["count"]), _expected(row), row["direction"] or "n/a",
         row["cause"] or "anomalous", f"{row['deviation']:+.1f} spreads", f"{row['score']:.3f}",
+        why_flagged(row),
     ]  # fmt: skip
+
+
+def why_flagged(row: pd.Series) -> str:
+    """How far outside its own expected range a series is, as a share of the nearer bound
+    (``100% under its range``), or that it moved with its group while inside it."""
+    count, low, high = float(row["count"]), float(row["expected_low"]), float(row["expected_high"])
+    if pd.isna(low) or pd.isna(high):
+        return "no range: a series not seen in training"
+    if count > high:
+        return f"{(count - high) / high:.0%} over its range" if high > 0 else "over its range"
+    if count < low:
+        return f"{(low - count) / low:.0%} under its range"
+    return "inside its range, moved with its group"
 
 
 def _expected(row: pd.Series) -> str:
@@ -336,7 +352,7 @@ def _line(row: pd.Series, dimensions: Sequence[str]) -> str:
     return (
         f"- {_series(row, dimensions)}: {row['count']} events, expected {_expected(row)}, "
         f"{row['direction'] or 'n/a'}, {row['cause'] or 'anomalous'} "
-        f"({row['deviation']:+.1f} spreads, score {row['score']:.3f})"
+        f"({row['deviation']:+.1f} spreads, score {row['score']:.3f}; {why_flagged(row)})"
     )
 
 
