@@ -338,3 +338,28 @@ def test_a_few_series_off_is_a_warning(trained_settings):
     assert result.summary.severity in ("warning", "error")
     assert f"Severity: {result.summary.severity}." in text
     assert "mobile/view/Android" in text
+
+
+def test_an_alert_says_how_many_days_in_a_row_a_series_has_been_off(trained_settings):
+    from volume_monitor import state
+
+    settings = trained_settings()
+    first = jobs.score_day(settings, LAST_DAY, dry_run=True)
+    scores = pd.read_csv(first.folder / "scores.csv", keep_default_na=False)
+    worst = scores[scores["is_anomaly"]].iloc[[0]]
+    name = f"{worst['channelid'].item()}/{worst['actioncode'].item()}/{worst['os_family'].item()}"
+    assert "days in a row" not in (first.folder / "email.txt").read_text()
+    keys = ["channelid", "actioncode", "os_family"]
+    with state.open_store(settings.state_url) as store:
+        for back in (1, 2):  # the two days before were flagged too; three days back were not
+            earlier = worst.assign(date=str(LAST_DAY - dt.timedelta(days=back)))
+            store.write_counts("default", keys, earlier, "scored")
+
+    again = jobs.score_day(settings, LAST_DAY, dry_run=True, force=True)
+
+    line = next(
+        line for line in (again.folder / "email.txt").read_text().splitlines()
+        if line.startswith(f"- {name}: ")
+    )  # fmt: skip
+    assert line.endswith("; off 3 days in a row)")
+    assert "; off 3 days in a row</td>" in (again.folder / "email.html").read_text()

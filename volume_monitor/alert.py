@@ -117,6 +117,18 @@ class Scored:
     decision: policy.Decision
     model: str  # e.g. "models:/volume-monitor@production (version 3)"
     folder: Path
+    # per listed series (its labels in dimension order): days in a row it has been anomalous
+    days_off: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+
+def to_list(case: Scored) -> tuple[pd.DataFrame, int]:
+    """The anomalous series an alert lists, worst first (sendable, not explained by a missing
+    day or a stalled segment, at most ``MAX_LISTED``), and how many more there are."""
+    scored, dimensions = case.scored, case.dimensions
+    explained = policy.inhibited_rows(scored, dimensions, case.decision.missing_day)
+    anomalous = results.worst_first(scored[policy.sendable(scored) & ~explained])
+    listed = anomalous.head(MAX_LISTED)
+    return listed, len(anomalous) - len(listed)
 
 
 def compose(case: Scored, recipients: tuple[str, ...], images: list[Path]) -> Message:
@@ -125,32 +137,28 @@ def compose(case: Scored, recipients: tuple[str, ...], images: list[Path]) -> Me
     (worst first, with count, expected range, direction, cause, deviation and score), the
     model that scored, and the plots."""
     scored, dimensions = case.scored, case.dimensions
-    explained = policy.inhibited_rows(scored, dimensions, case.decision.missing_day)
-    anomalous = results.worst_first(scored[policy.sendable(scored) & ~explained])
+    listed, more = to_list(case)
     intro = _intro(case)
     groups = group_lines(scored, dimensions)
-    listed = anomalous.head(MAX_LISTED)
-    more = len(anomalous) - len(listed)
     text = [*intro, ""]
     if groups:
         text += ["Moving together:", *[f"- {g}" for g in groups], ""]
     if len(listed):
         text += [f"Anomalous series ({' / '.join(dimensions)}):", ""]
-        text += [_line(row, dimensions) for _, row in listed.iterrows()]
+        text += [
+            _line(row, dimensions, case.days_off.get(series_labels(row, dimensions), 0))
+            for _, row in listed.iterrows()
+        ]
         text += [f"... and {more} more in scores.csv"] if more > 0 else []
         text.append("")
     text += [f"All results: {case.folder}"]
     text += [f"Plots attached: {', '.join(p.name for p in images)}."]
     html = _html(intro, groups, listed, more, case, images)
-    subject = _subject(case, anomalous)
+    subject = f"[volume-monitor] {_headline(case, listed, len(listed) + more)}"
     return Message(subject, "\n".join(text) + "\n", recipients, images, html, case.monitor.name)
 
 
-def _subject(case: Scored, anomalous: pd.DataFrame) -> str:
-    return f"[volume-monitor] {_headline(case, anomalous)}"
-
-
-def _headline(case: Scored, anomalous: pd.DataFrame) -> str:
+def _headline(case: Scored, listed: pd.DataFrame, anomalies: int) -> str:
     """``orders 2026-06-30: 3 anomalous series, worst DE/paypal missing`` (the default
     monitor is not named)."""
     who = "" if case.monitor.name == DEFAULT_MONITOR else f"{case.monitor.name} "
@@ -161,11 +169,11 @@ def _headline(case: Scored, anomalous: pd.DataFrame) -> str:
         segment, series = stalled[0]
         others = f" and {len(stalled) - 1} more" if len(stalled) > 1 else ""
         return f"{who}{case.day}: {segment} stopped, all {series} series{others}"
-    if not len(anomalous):
+    if not len(listed):
         return f"{who}{case.day}: alert"
-    worst = anomalous.iloc[0]
+    worst = listed.iloc[0]
     return (
-        f"{who}{case.day}: {len(anomalous)} anomalous series, "
+        f"{who}{case.day}: {anomalies} anomalous series, "
         f"worst {_series(worst, case.dimensions)} {worst['direction']}"
     )
 
@@ -228,9 +236,7 @@ def _html(intro, groups, listed, more, case: Scored, images) -> str:
     moving = "".join(f"<li>{escape(g)}</li>" for g in groups)
     header = "".join(f"<th>{escape(c)}</th>" for c in TABLE_COLUMNS)
     rows = "".join(
-        "<tr>"
-        + "".join(f"<td>{escape(cell)}</td>" for cell in _cells(row, case.dimensions))
-        + "</tr>"
+        "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in _cells(row, case)) + "</tr>"
         for _, row in listed.iterrows()
     )
     parts = [head]
@@ -250,11 +256,18 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 
 
-def _cells(row: pd.Series, dimensions: Sequence[str]) -> list[str]:
+def series_labels(row: pd.Series, dimensions: Sequence[str]) -> tuple[str, ...]:
+    """A series' labels in dimension order: how ``Scored.days_off`` keys it."""
+    return tuple(str(row[d]) for d in dimensions)
+
+
+def _cells(row: pd.Series, case: Scored) -> list[str]:
+    dimensions = case.dimensions
+    days_off = case.days_off.get(series_labels(row, dimensions), 0)
     return [
         _series(row, dimensions), str(row["count"]), _expected(row), row["direction"] or "n/a",
         row["cause"] or "anomalous", f"{row['deviation']:+.1f} spreads", f"{row['score']:.3f}",
-        why_flagged(row),
+        why_flagged(row) + _streak(days_off),
     ]  # fmt: skip
 
 
@@ -348,12 +361,17 @@ def _series(row: pd.Series, dimensions: Sequence[str]) -> str:
     return "/".join(str(row[d]) for d in dimensions)
 
 
-def _line(row: pd.Series, dimensions: Sequence[str]) -> str:
+def _line(row: pd.Series, dimensions: Sequence[str], days_off: int = 0) -> str:
     return (
         f"- {_series(row, dimensions)}: {row['count']} events, expected {_expected(row)}, "
         f"{row['direction'] or 'n/a'}, {row['cause'] or 'anomalous'} "
-        f"({row['deviation']:+.1f} spreads, score {row['score']:.3f}; {why_flagged(row)})"
+        f"({row['deviation']:+.1f} spreads, score {row['score']:.3f}; {why_flagged(row)}"
+        f"{_streak(days_off)})"
     )
+
+
+def _streak(days_off: int) -> str:
+    return f"; off {days_off} days in a row" if days_off > 1 else ""
 
 
 def _text(reply: bytes | str) -> str:

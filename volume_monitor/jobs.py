@@ -54,6 +54,7 @@ TRAINING_DAYS = 365
 MIN_TRAINING_DAYS = 60  # fewer days give each weekday baseline only a few observations
 LATE_ALERT_DAYS = 7  # how far back a run looks for undelivered alerts
 VOLUME_PLOT_DAYS = 60
+STREAK_DAYS = 30  # how far back an alert counts the days in a row a series has been off
 EMAIL = "email"  # the outbox channel of the alert email
 
 
@@ -506,6 +507,7 @@ def _write_day(settings, store, case: alert.Scored, summary, model, email_file: 
             if case.decision.alert:
                 _plot_volume(store, case, building / results.VOLUME_FILE, model.version)
                 images = [folder / results.HISTOGRAM_FILE, folder / results.VOLUME_FILE]
+                case = replace(case, days_off=_days_off(store, case))
                 message = alert.compose(case, case.monitor.recipients, images)
             if message is not None and email_file:
                 _write_email(building, message, settings.smtp.sender)
@@ -537,6 +539,27 @@ def _plot_volume(store, case: alert.Scored, path: Path, version: str) -> Path:
     daily = daily.assign(date=pd.to_datetime(daily["date"])).set_index("date").reindex(every_day)
     title = f"{name}: daily events up to {case.day} (model v{version})"
     return plots.plot_volume(daily, path, title)
+
+
+def _days_off(store: state.Store, case: alert.Scored) -> dict[tuple[str, ...], int]:
+    """For each series the alert lists: the days in a row, up to the scored day, that the
+    store has it anomalous (at most ``STREAK_DAYS``)."""
+    listed, _ = alert.to_list(case)
+    start = case.day - dt.timedelta(days=STREAK_DAYS - 1)
+    found = {}
+    for _, row in listed.iterrows():
+        labels = alert.series_labels(row, case.dimensions)
+        match = dict(zip(case.dimensions, labels, strict=True))
+        history = store.history(case.monitor.name, start, case.day, match)
+        dates = pd.to_datetime(history["date"]).dt.date
+        flagged = {
+            d: bool(f) for d, f in zip(dates, history["is_anomaly"], strict=True) if pd.notna(f)
+        }
+        days, day = 0, case.day
+        while flagged.get(day, False):
+            days, day = days + 1, day - dt.timedelta(days=1)
+        found[labels] = days
+    return found
 
 
 def _model_and_counts(settings, monitor, day, model) -> tuple[tracking.LoadedModel, pd.DataFrame]:
