@@ -358,7 +358,7 @@ def _client(smtp: SmtpSettings):
 
 
 def _series(row: pd.Series, dimensions: Sequence[str]) -> str:
-    return "/".join(str(row[d]) for d in dimensions)
+    return "/".join(series_labels(row, dimensions))
 
 
 def _line(row: pd.Series, dimensions: Sequence[str], days_off: int = 0) -> str:

@@ -619,7 +619,7 @@ def _check_model_fits(model: tracking.LoadedModel, monitor: MonitorSpec, dimensi
 def _withdraw(store: state.Store, waiting: state.Delivery | None) -> None:
     """An alert still waiting in the outbox for a day that a re-score found normal is never
     sent."""
-    if waiting is not None and waiting.status in ("pending", "failed"):
+    if waiting is not None and waiting.status in state.UNDELIVERED:
         store.record_delivery(replace(waiting, status="withdrawn"))
         log.info("alert: %s of %s is normal now; its undelivered alert is withdrawn",
                  waiting.date, waiting.monitor)  # fmt: skip

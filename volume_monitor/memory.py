@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
-
-log = logging.getLogger(__name__)
 
 
 def give_back() -> None:

@@ -88,8 +88,7 @@ def sendable(scored: pd.DataFrame) -> pd.Series:
     return scored["is_anomaly"].astype(bool) & ~scored["silenced"].astype(bool)
 
 
-# Severities, lowest first: PagerDuty's names, which the other channels show as they are.
-SEVERITIES = ("info", "warning", "error", "critical")
+# Severities are PagerDuty's names (warning, error, critical), which other channels show as is.
 WIDE_SHARE = 0.2  # anomalous share of the day's series from which a day is an ``error``
 STOPPED = ("low", "missing")
 STOPPED_CAUSES = ("stall", "missing_series", "missing_day")

@@ -7,11 +7,19 @@ deliveries, feedback and silences, in one SQL database whose schema Alembic migr
 """
 
 from volume_monitor.state.migrate import HEAD
-from volume_monitor.state.records import DayRecord, Delivery, Feedback, Silence, series_key
+from volume_monitor.state.records import (
+    UNDELIVERED,
+    DayRecord,
+    Delivery,
+    Feedback,
+    Silence,
+    series_key,
+)
 from volume_monitor.state.store import Store, open_store
 
 __all__ = [
     "HEAD",
+    "UNDELIVERED",
     "DayRecord",
     "Delivery",
     "Feedback",
