@@ -229,6 +229,82 @@ def smtp_server():
         controller.stop()
 
 
+@dataclass
+class Request:
+    """One request a :class:`Receiver` got: its path, headers, JSON body, and the status it
+    answered (None: it never answered)."""
+
+    path: str
+    headers: dict[str, str]
+    body: object
+    status: int | None
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records every POST. Each path answers
+    ``statuses[path]`` (default 200, Teams' and PagerDuty's 202 where the path says so);
+    a path in ``silent`` reads the request and never answers."""
+
+    port: int = 0
+    requests: list[Request] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    silent: set[str] = field(default_factory=set)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def answered(self, path: str) -> list[object]:
+        """The JSON bodies ``path`` received and accepted (2xx), in order."""
+        return [r.body for r in self.requests if r.path == path and r.status and r.status < 300]
+
+
+@pytest.fixture
+def receiver():
+    """A :class:`Receiver` running for the test."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = Receiver()
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode(errors="replace")
+            if self.path in state.silent:
+                state.requests.append(Request(self.path, dict(self.headers), body, None))
+                stop.wait(120)
+                return
+            status = state.statuses.get(self.path, 202 if "202" in self.path else 200)
+            state.requests.append(Request(self.path, dict(self.headers), body, status))
+            answer = b"ok" if status < 300 else b'{"error": "receiver says no"}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
 def smtp_env(port: int, to: str = "oncall@example.com") -> dict[str, str]:
     return {
         "SMTP_HOST": "127.0.0.1",

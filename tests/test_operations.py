@@ -22,28 +22,38 @@ def read_summary(settings, day: dt.date) -> dict:
 def delivery(settings, day: dt.date) -> state.Delivery | None:
     """The outbox row of the default monitor's alert email for ``day``."""
     with state.open_store(settings.state_url) as store:
-        return store.delivery("default", day, jobs.EMAIL, "alert")
+        return store.delivery("default", day, "email", "alert")
 
 
 def test_smtp_down_on_one_day_then_up_delivers_the_late_alert_once(trained_settings, smtp_server):
     port, inbox = smtp_server
     down = trained_settings(**smtp_env(free_port()))
-    with pytest.raises(AlertDeliveryError, match="cannot send the alert"):
+    with pytest.raises(AlertDeliveryError, match=r"email \(127.0.0.1:\d+\): .*refused"):
         jobs.deploy(down, STALL_DAY)
     waiting = delivery(down, STALL_DAY)
     assert (waiting.status, waiting.attempts) == ("failed", 1)
-    assert "cannot send the alert" in waiting.last_error
+    assert "Connection refused" in waiting.last_error
     failed = read_summary(down, STALL_DAY)
-    assert failed["notified"] is False and "cannot send the alert" in failed["delivery_error"]
+    assert failed["notified"] is False and "Connection refused" in failed["delivery_error"]
 
     up = trained_settings(**smtp_env(port))
-    jobs.deploy(up, STALL_DAY + DAY)
-    late = [m for m in inbox.messages if m["Subject"].startswith("[volume-monitor] LATE ")]
-    assert len(late) == 1
-    assert late[0]["Subject"].startswith(f"[volume-monitor] LATE {STALL_DAY}: ")
-    text = late[0].get_body(preferencelist=("plain",)).get_content()
-    assert text.startswith("Sent late: this alert could not be delivered when it was raised")
-    assert "mobile/" in text and "Android" in text, "the original content, the stalled series"
+    jobs.deploy(up, STALL_DAY + DAY)  # a normal day: the late alert, then its resolved notice
+    [message] = inbox.messages
+    assert message["Subject"] == (
+        f"[volume-monitor] {STALL_DAY}, {STALL_DAY + DAY}: 2 notices (default, default)"
+    )
+    assert (
+        message.get_body(preferencelist=("plain",))
+        .get_content()
+        .startswith(
+            f"2 notices: default {STALL_DAY} alert (late), default {STALL_DAY + DAY} resolved."
+        )
+    )
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    late, resolved = text.split(f"== default: {STALL_DAY + DAY}: resolved")
+    assert "\nSent late: this alert could not be delivered when it was raised" in late
+    assert "mobile/" in late and "Android" in late, "the original content, the stalled series"
+    assert f"The alert of {STALL_DAY} is resolved." in resolved
     delivered = read_summary(up, STALL_DAY)
     assert delivered["notified"] is True and delivered["late"] is True
     sent = delivery(up, STALL_DAY)
@@ -79,7 +89,12 @@ def test_backfill_pins_a_model_version_and_emails_only_with_notify(trained_setti
     assert [r.summary.model_version for r in loud] == ["2", "2", "2"]
     alerting = [r.summary.date for r in loud if r.summary.alert]
     assert str(STALL_DAY) in alerting
-    assert sorted(m["Subject"].split()[1].rstrip(":") for m in inbox.messages) == alerting
+    subjects = [m["Subject"] for m in inbox.messages]
+    alerts = [s for s in subjects if "resolved" not in s]
+    assert sorted(s.split()[1].rstrip(":") for s in alerts) == alerting
+    resolved = [s for s in subjects if "resolved" in s]
+    assert resolved == [f"[volume-monitor] {STALL_DAY + DAY}: resolved, back to normal "
+                        f"(alerted {STALL_DAY})"]  # fmt: skip
     with state.open_store(settings.state_url) as store:
         days = store.days("default", STALL_DAY - DAY, STALL_DAY + DAY)
     assert [(d.kind, d.model_version) for d in days] == [("backfill", "2")] * 3

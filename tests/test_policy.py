@@ -6,8 +6,8 @@ import datetime as dt
 
 import pandas as pd
 
-from volume_monitor import alert
-from volume_monitor.alerting import policy
+from volume_monitor.alerting import content, policy
+from volume_monitor.alerting.channels import email
 from volume_monitor.state import Silence
 
 UNTIL = dt.date(2026, 7, 31)
@@ -125,19 +125,20 @@ def test_an_alert_names_a_stalled_segment_once_instead_of_each_of_its_series(tmp
               expected_high=[70, 80, 120, 110], deviation=[-9.0, -7.0, -3.0, 0.1],
               score=[-0.2, -0.1, -0.05, 0.1], silenced=False)  # fmt: skip
     decision = policy.decide(rows, monitor, missing_day=False)
-    case = alert.Scored(monitor, UNTIL, rows, DIMS, decision, "model v1", tmp_path)
-    message = alert.compose(case, ("oncall@example.com",), [])
-    assert message.subject == f"[volume-monitor] {UNTIL}: country=DE stopped, all 2 series"
-    assert "country=DE: every one of its 2 series stopped or stalled" in message.body
-    assert "Severity: critical." in message.body
-    assert "- FR/paypal: 40 events" in message.body
-    assert "DE/paypal:" not in message.body and "DE/card:" not in message.body
-    assert "country=DE: every one of its 2 series" in message.html
+    case = content.Scored(monitor, UNTIL, rows, DIMS, decision, "model v1", tmp_path, "1")
+    notice = content.build(case, policy.severity(rows, DIMS, False), [])
+    body = email.as_text([notice])
+    assert notice.subject == f"[volume-monitor] {UNTIL}: country=DE stopped, all 2 series"
+    assert "country=DE: every one of its 2 series stopped or stalled" in body
+    assert "Severity: critical." in body
+    assert "- FR/paypal: 40 events" in body
+    assert "DE/paypal:" not in body and "DE/card:" not in body
+    assert "country=DE: every one of its 2 series" in email.as_html([notice])
 
 
 def test_why_a_series_was_flagged_says_how_far_outside_its_range():
     def why(count, low, high):
-        return alert.why_flagged(pd.Series({"count": count, "expected_low": low,
+        return content.why_flagged(pd.Series({"count": count, "expected_low": low,
                                             "expected_high": high}))  # fmt: skip
 
     assert why(0, 218, 476) == "100% under its range"

@@ -52,6 +52,19 @@ DEFAULTS: dict[str, str] = {
     "SMTP_TIMEOUT": "30",
     "ALERT_FROM": "volume-monitor@localhost",
     "ALERT_TO": "",
+    "VM_EMAIL_MIN_SEVERITY": "warning",
+    "VM_SLACK_WEBHOOK_URL": "",
+    "VM_SLACK_MIN_SEVERITY": "warning",
+    "VM_TEAMS_WEBHOOK_URL": "",
+    "VM_TEAMS_MIN_SEVERITY": "warning",
+    "VM_WEBHOOK_URL": "",
+    "VM_WEBHOOK_MIN_SEVERITY": "warning",
+    "VM_PAGERDUTY_ROUTING_KEY": "",
+    "VM_PAGERDUTY_URL": "https://events.pagerduty.com/v2/enqueue",
+    "VM_PAGERDUTY_MIN_SEVERITY": "warning",
+    "VM_HTTP_TIMEOUT": "10",
+    "VM_DELIVERY_TIMEOUT": "300",
+    "VM_BASE_URL": "",
 }
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -77,6 +90,35 @@ class SmtpSettings:
         return bool(self.host and self.recipients)
 
 
+# How bad an alert is, least first: PagerDuty's names, which the other channels show as is.
+SEVERITIES = ("warning", "error", "critical")
+CHANNELS = ("email", "slack", "teams", "webhook", "pagerduty")
+PAGERDUTY_EVENTS_URL = DEFAULTS["VM_PAGERDUTY_URL"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a monitor's alerts go on one channel, from which severity: ``target`` is the
+    webhook URL (Slack, Teams, webhook) or the PagerDuty routing key, a secret either way;
+    ``endpoint`` is PagerDuty's events URL; ``recipients`` are the email's."""
+
+    channel: str
+    target: str = field(default="", repr=False)
+    min_severity: str = "warning"
+    endpoint: str = ""
+    recipients: tuple[str, ...] = ()
+
+    def takes(self, severity: str | None) -> bool:
+        """Whether an alert of ``severity`` goes this way."""
+        rank = SEVERITIES.index(severity) if severity in SEVERITIES else 0
+        return rank >= SEVERITIES.index(self.min_severity)
+
+    @property
+    def address(self) -> tuple[str, ...]:
+        """Where a message goes: routes with the same address share one message a night."""
+        return (self.channel, self.endpoint, self.target, *self.recipients)
+
+
 DEFAULT_MONITOR = "default"
 # The dimensions of the single-table set-up (the monitor named ``default``).
 DEFAULT_DIMENSIONS = ("channelid", "actioncode", "os_family")
@@ -100,6 +142,10 @@ class MonitorSpec:
     owner: str = ""
     runbook: str = ""
     recipients: tuple[str, ...] = ()
+    routes: tuple[Route, ...] = ()  # the channels its alerts go to; none: the results folder
+
+    def route(self, channel: str) -> Route | None:
+        return next((route for route in self.routes if route.channel == channel), None)
 
 
 @dataclass(frozen=True)
@@ -120,6 +166,9 @@ class Settings:
     workers: int = 2
     monitors_file: Path | None = None
     ua_cache_path: Path | None = None
+    http_timeout: float = 10.0  # seconds for each webhook request
+    delivery_timeout: float = 300.0  # seconds for each message, whatever the server does
+    base_url: str = ""  # the web service's address, for links in alerts
     unknown_keys: tuple[str, ...] = ()  # VM_* names that are no setting: likely typos
 
     def monitor(self, name: str | None = None) -> MonitorSpec:
@@ -160,6 +209,7 @@ class Settings:
         forms = [form for url in urls for form in url_password_forms(url)]
         if self.smtp.password:
             forms.append(self.smtp.password)
+        forms += [route.target for monitor in self.monitors for route in monitor.routes]
         return tuple(dict.fromkeys(f for f in forms if f))
 
 
@@ -198,7 +248,8 @@ def load_settings(
         from volume_monitor.monitors import read_monitors
 
         lookup = {**from_file, **environ}
-        specs = read_monitors(monitors_file, lookup, settings.smtp.recipients)
+        defaults = settings.monitors[0].routes
+        specs = read_monitors(monitors_file, lookup, settings.smtp.recipients, defaults)
         settings = replace(settings, monitors=specs, monitors_file=monitors_file)
     return replace(settings, unknown_keys=unknown)
 
@@ -252,14 +303,66 @@ def _build(v: Mapping[str, str]) -> Settings:
         timezone=_timezone(v["VM_TIMEZONE"]),
         schedule=_required(v, "VM_SCHEDULE"),
         smtp=smtp,
-        monitors=(_default_monitor(v, smtp.recipients),),
+        monitors=(_default_monitor(v, smtp),),
         state_url=absolute_sqlite(v["VM_STATE_URL"], "VM_STATE_URL"),
         workers=workers,
         ua_cache_path=_path(v["VM_UA_CACHE"]) if v["VM_UA_CACHE"].strip() else None,
+        http_timeout=_number(v, "VM_HTTP_TIMEOUT"),
+        delivery_timeout=_number(v, "VM_DELIVERY_TIMEOUT"),
+        base_url=_base_url(v["VM_BASE_URL"]),
     )
 
 
-def _default_monitor(v: Mapping[str, str], recipients: tuple[str, ...]) -> MonitorSpec:
+def _routes(v: Mapping[str, str], smtp: SmtpSettings) -> tuple[Route, ...]:
+    """The default monitor's channels: each one whose ``VM_*`` target is set (email: when
+    ``SMTP_HOST`` and ``ALERT_TO`` are)."""
+    routes = []
+    if smtp.configured:
+        routes.append(
+            Route("email", min_severity=_severity(v, "EMAIL"), recipients=smtp.recipients)
+        )
+    for channel, key in (("slack", "VM_SLACK_WEBHOOK_URL"), ("teams", "VM_TEAMS_WEBHOOK_URL"),
+                         ("webhook", "VM_WEBHOOK_URL")):  # fmt: skip
+        if v[key].strip():
+            url = http_url(v[key].strip(), key)
+            routes.append(Route(channel, url, _severity(v, channel.upper())))
+    if v["VM_PAGERDUTY_ROUTING_KEY"].strip():
+        endpoint = http_url(v["VM_PAGERDUTY_URL"].strip(), "VM_PAGERDUTY_URL")
+        key = v["VM_PAGERDUTY_ROUTING_KEY"].strip()
+        routes.append(Route("pagerduty", key, _severity(v, "PAGERDUTY"), endpoint))
+    return tuple(routes)
+
+
+def _severity(v: Mapping[str, str], channel: str) -> str:
+    key = f"VM_{channel}_MIN_SEVERITY"
+    word = v[key].strip().lower()
+    if word not in SEVERITIES:
+        raise ConfigError(f"{key} must be one of {', '.join(SEVERITIES)}, not {v[key]!r}")
+    return word
+
+
+def http_url(value: str, key: str) -> str:
+    """``value`` if it is an http(s) URL with a host; else a one-line error naming ``key``
+    (never the value: a webhook URL holds its token)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key} must be an http:// or https:// URL")
+    return value
+
+
+def endpoint_label(url: str) -> str:
+    """Where ``url`` points, without its path or query (which may hold a token)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def _base_url(value: str) -> str:
+    value = value.strip()
+    return http_url(value, "VM_BASE_URL").rstrip("/") if value else ""
+
+
+def _default_monitor(v: Mapping[str, str], smtp: SmtpSettings) -> MonitorSpec:
     """The single-table set-up as the monitor ``default``, from the ``VM_*`` settings."""
     share = v["VM_ALERT_SHARE"].strip()
     return MonitorSpec(
@@ -272,7 +375,8 @@ def _default_monitor(v: Mapping[str, str], recipients: tuple[str, ...]) -> Monit
         alert_min_anomalies=_integer(v, "VM_ALERT_MIN_ANOMALIES"),
         alert_share=_share(share) if share else None,
         calendar_path=_path(v["VM_CALENDAR"]) if v["VM_CALENDAR"].strip() else None,
-        recipients=recipients,
+        recipients=smtp.recipients,
+        routes=_routes(v, smtp),
     )
 
 

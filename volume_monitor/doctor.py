@@ -17,7 +17,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from volume_monitor import alert, clock, db, state, tracking
+from volume_monitor import clock, db, state, tracking
+from volume_monitor.alerting.channels.email import smtp_reason
 from volume_monitor.config import DEFAULT_MONITOR, MonitorSpec, Settings, SmtpSettings, redact_url
 from volume_monitor.errors import VolumeMonitorError
 from volume_monitor.logs import mask
@@ -197,7 +198,7 @@ def _reason(exc: BaseException) -> str:
     exception's own message."""
     if isinstance(exc, SQLAlchemyError):
         return db.first_line(exc)
-    return alert.smtp_reason(exc)
+    return smtp_reason(exc)
 
 
 def _one_line(text: str) -> str:

@@ -23,7 +23,6 @@ from sqlalchemy.engine import make_url
 
 from volume_monitor import (
     agents,
-    alert,
     clock,
     db,
     etl,
@@ -36,7 +35,8 @@ from volume_monitor import (
     state,
     tracking,
 )
-from volume_monitor.alerting import policy
+from volume_monitor.alerting import content, outbox, policy
+from volume_monitor.alerting.channels import file as file_channel
 from volume_monitor.config import DEFAULT_DIMENSIONS, DEFAULT_MONITOR, MonitorSpec, Settings
 from volume_monitor.errors import (
     AlertDeliveryError,
@@ -52,10 +52,8 @@ log = logging.getLogger(__name__)
 
 TRAINING_DAYS = 365
 MIN_TRAINING_DAYS = 60  # fewer days give each weekday baseline only a few observations
-LATE_ALERT_DAYS = 7  # how far back a run looks for undelivered alerts
 VOLUME_PLOT_DAYS = 60
 STREAK_DAYS = 30  # how far back an alert counts the days in a row a series has been off
-EMAIL = "email"  # the outbox channel of the alert email
 
 
 @dataclass(frozen=True)
@@ -71,12 +69,10 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """A scored day: its folder, its summary, and the alert still to deliver (None when the
-    day does not alert, or its alert was already delivered)."""
+    """A scored day: its folder and its summary (its alert, if any, waits in the outbox)."""
 
     folder: Path
     summary: RunSummary
-    message: alert.Message | None = None
 
 
 @dataclass(frozen=True)
@@ -154,20 +150,19 @@ def nightly(
     dry_run: bool = False,
     force: bool = False,
 ) -> NightReport:
-    """The nightly run: deliver earlier alerts that could not be sent (marked late), score
-    ``day`` for each monitor named (default: all) under its run lock, then send one email per
-    recipient list with every alerting monitor's section."""
+    """The nightly run: score ``day`` for each monitor named (default: all) under its run
+    lock, then deliver what waits in the outbox for them: tonight's alerts and resolved
+    notices, and earlier ones that could not be sent (marked late), one message per channel
+    address."""
     monitors = settings.selected(names)
     with state.open_store(settings.state_url) as store:
-        undelivered = [] if dry_run else send_late_alerts(settings, store, day, monitors)
 
         def score_one(monitor: MonitorSpec) -> ScoreResult:
             with runlock.held(results.monitor_dir(settings.results_dir, monitor.name)):
                 return score_monitor(settings, store, monitor, day, dry_run=dry_run, force=force)
 
         outcomes = run_each(monitors, score_one, settings.workers)
-        scored = [o.result for o in outcomes if o.error is None]
-        undelivered += deliver(settings, store, day, scored, dry_run)
+        undelivered = [] if dry_run else deliver(settings, store, day, monitors)
     return NightReport(outcomes, undelivered)
 
 
@@ -206,7 +201,7 @@ def score_day(
         result = score_monitor(
             settings, store, monitor, day, dry_run=dry_run, force=force, model=model, kind=kind
         )
-        failures = deliver(settings, store, day, [result], dry_run)
+        failures = [] if dry_run else deliver(settings, store, day, [monitor])
     if failures:
         raise AlertDeliveryError("; ".join(failures))
     return _reread(result)
@@ -238,7 +233,8 @@ def backfill(
             result = score_monitor(
                 settings, store, monitor, day, dry_run=not notify, model=model, kind="backfill"
             )
-            undelivered += [f"{day}: {f}" for f in deliver(settings, store, day, [result], False)]
+            if notify:
+                undelivered += [f"{day}: {f}" for f in deliver(settings, store, day, [monitor])]
             scored.append(_reread(result))
             if progress:
                 progress(number, len(days), day)
@@ -277,28 +273,48 @@ def score_monitor(
     decision = policy.decide(
         scored, monitor, raw.empty, known_day, policy.silences_whole_monitor(silences)
     )
-    earlier = store.delivery(monitor.name, day, EMAIL, "alert")
-    delivered = earlier if _delivered_by(earlier, model) else None
+    delivered = outbox.delivered(store, monitor.name, day, model.version)
     if not decision.alert and not dry_run:
-        _withdraw(store, earlier)
+        outbox.withdraw(store, monitor.name, day)
     summary = _summary(monitor, day, scored, dimensions, decision, model, delivered, known_day)
     store.write_counts(monitor.name, dimensions, scored, "scored")
     folder = results.day_dir(settings.results_dir, day, monitor.name)
-    case = alert.Scored(monitor, day, scored, dimensions, decision, model.label, folder)
-    to_send = decision.alert and (force or delivered is None)
-    email_file = dry_run or not settings.smtp.configured
-    message = _write_day(settings, store, case, summary, model, email_file and to_send)
+    case = content.Scored(
+        monitor, day, scored, dimensions, decision, model.label, folder, model.version
+    )
+    notice = _notice(settings, store, case, summary, dry_run)
     kind = kind or ("dry run" if dry_run else "nightly")
     store.record_day(_day_record(summary, kind))
-    if decision.alert and not to_send:
-        log.info("alert: %s of %s was already sent by this model", day, monitor.name)
+    if notice is not None and not dry_run and monitor.routes:
+        queued = outbox.queue(store, notice, monitor.routes, force=force)
+        if notice.kind == "alert" and not queued:
+            log.info("alert: %s of %s was already sent by this model", day, monitor.name)
+    to_file = decision.alert and (dry_run or not monitor.routes)
+    _write_day(settings, store, case, summary, model, notice if to_file else None)
     log.info(
         "deploy: %s %s scored, %d rows, %d anomalies, alert %s, in %.1fs; results in %s",
         monitor.name, day, len(scored), decision.anomalies, decision.alert,
         time.perf_counter() - began, folder,
     )  # fmt: skip
-    deliverable = to_send and not email_file
-    return ScoreResult(folder, summary, message if deliverable else None)
+    return ScoreResult(folder, summary)
+
+
+def _notice(settings, store, case: content.Scored, summary, dry_run) -> content.Alert | None:
+    """The alert of an alerting day; for a normal day that follows alerts which reached a
+    channel, its resolved notice; else None."""
+    if case.decision.alert:
+        case = replace(case, days_off=_days_off(store, case))
+        images = [case.folder / results.HISTOGRAM_FILE, case.folder / results.VOLUME_FILE]
+        return content.build(case, summary.severity, images, settings.base_url)
+    if dry_run:
+        return None
+    alerted, routes = outbox.to_resolve(store, case.monitor, case.day)
+    if not routes:
+        return None
+    return content.resolved(
+        case.monitor, case.day, alerted, case.model, case.model_version, case.folder,
+        settings.base_url,
+    )  # fmt: skip
 
 
 def train(
@@ -381,99 +397,44 @@ def detector_params(overrides: dict[str, str]) -> dict[str, Any]:
 
 
 def deliver(
-    settings: Settings,
-    store: state.Store,
-    day: dt.date,
-    scored: Sequence[ScoreResult],
-    dry_run: bool,
-) -> list[str]:
-    """Send the alerts of ``scored`` as one email per recipient list, each monitor a section;
-    record every delivery in the outbox and in the day's summary. Returns one line per email
-    that could not be delivered (its alerts stay in the outbox for the next run)."""
-    waiting = [result for result in scored if result.message is not None]
-    if dry_run or not waiting:
-        return []
-    by_recipients: dict[tuple[str, ...], list[ScoreResult]] = {}
-    for result in waiting:
-        by_recipients.setdefault(result.message.recipients, []).append(result)
-    failures = []
-    for recipients, group in by_recipients.items():
-        message = alert.combine(day, [r.message for r in group], recipients)
-        failure = _send(settings, store, day, message, group)
-        if failure:
-            failures.append(failure)
-    return failures
-
-
-def _send(settings, store, day, message: alert.Message, group: list[ScoreResult]) -> str | None:
-    """Send ``message`` for the days of ``group``; record the outcome. Returns why it failed
-    (or which recipients refused it), None when everyone got it."""
-    try:
-        refused = alert.send(settings.smtp, message)
-    except AlertDeliveryError as exc:
-        for result in group:
-            _record_delivery(store, result, day, "failed", str(exc))
-        return str(exc)
-    for result in group:
-        _record_delivery(store, result, day, "sent", refused=refused)
-    if refused:  # the others got it: recorded as sent, but cron must hear of the failure
-        return f"the SMTP server refused recipient(s): {', '.join(refused)}"
-    return None
-
-
-def _record_delivery(store, result: ScoreResult, day, status, error=None, refused=()) -> None:
-    """The outbox row and the day's summary after a delivery attempt."""
-    summary = result.summary
-    earlier = store.delivery(summary.monitor, day, EMAIL, "alert")
-    sent_at = clock.now_utc() if status == "sent" else None
-    store.record_delivery(
-        state.Delivery(
-            summary.monitor, day, EMAIL, "alert", status,
-            attempts=(earlier.attempts if earlier else 0) + 1, last_error=error,
-            payload=result.message.to_json(), model_version=summary.model_version,
-            created_at=earlier.created_at if earlier else clock.now_utc(), sent_at=sent_at,
-        )
-    )  # fmt: skip
-    if status == "sent":
-        update = dict(notified=True, notified_at=sent_at, refused_recipients=list(refused))
-    else:
-        update = dict(delivery_error=error)
-    _update_summary(store, result.folder, replace(summary, **update))
-
-
-def send_late_alerts(
     settings: Settings, store: state.Store, day: dt.date, monitors: Sequence[MonitorSpec]
 ) -> list[str]:
-    """Send, marked late, the alerts of ``monitors`` from the ``LATE_ALERT_DAYS`` days before
-    ``day`` that could not be delivered; returns one line per alert that still could not."""
-    names = {monitor.name: monitor for monitor in monitors}
-    since = day - dt.timedelta(days=LATE_ALERT_DAYS)
-    failures = []
-    for waiting in store.undelivered(EMAIL, since, day):
-        if waiting.monitor not in names or not waiting.payload:
-            continue
-        message = alert.Message.from_json(waiting.payload)
-        recipients = names[waiting.monitor].recipients
-        late = alert.mark_late(message, waiting.last_error or "", recipients)
-        folder = results.day_dir(settings.results_dir, waiting.date, waiting.monitor)
+    """Send what waits in the outbox for ``monitors`` (see :func:`outbox.flush`) and note it
+    in each day's summary. Returns one line per message that could not be delivered (it
+    stays in the outbox for the next run) or reached only some of its recipients."""
+    report = outbox.flush(settings, store, day, monitors)
+    failures = list(report.failures)
+    by_day: dict[tuple[str, dt.date], list[outbox.Attempted]] = {}
+    for attempted in report.attempted:
+        row = attempted.delivery
+        if row.kind == "alert":
+            by_day.setdefault((row.monitor, row.date), []).append(attempted)
+        if attempted.refused:  # the others got it: sent, but cron must hear of the failure
+            failures.append(f"{row.channel}: the SMTP server refused recipient(s): "
+                            f"{', '.join(attempted.refused)}")  # fmt: skip
+    for (monitor, date), attempts in by_day.items():
+        folder = results.day_dir(settings.results_dir, date, monitor)
         summary = results.read_run_summary(folder)
-        try:
-            refused = alert.send(settings.smtp, late)
-        except AlertDeliveryError as exc:
-            store.record_delivery(
-                replace(waiting, attempts=waiting.attempts + 1, last_error=str(exc))
-            )
-            failures.append(f"{waiting.monitor} {waiting.date}: {exc}")
-            continue
-        sent_at = clock.now_utc()
-        store.record_delivery(
-            replace(waiting, status="sent", attempts=waiting.attempts + 1, sent_at=sent_at)
-        )
         if summary is not None:
-            update = dict(notified=True, notified_at=sent_at, late=True, refused_recipients=refused)
-            _update_summary(store, folder, replace(summary, **update))
-        log.warning("alert: the alert of %s %s was delivered late", waiting.monitor, waiting.date)
+            _update_summary(store, folder, _delivered_summary(summary, attempts))
     return failures
+
+
+def _delivered_summary(summary: RunSummary, attempts: list[outbox.Attempted]) -> RunSummary:
+    """``summary`` after the attempts to deliver its alert: which channels have it, when the
+    first got it, the last error."""
+    channels = dict(summary.channels)
+    channels.update({a.delivery.channel: a.delivery.status for a in attempts})
+    sent = [a for a in attempts if a.delivery.status in state.DELIVERED]
+    errors = [a.delivery.last_error for a in attempts if a.delivery.status == "failed"]
+    update: dict[str, Any] = {"channels": channels}
+    if sent:
+        update.update(notified=True, late=summary.late or any(a.late for a in sent))
+        update["notified_at"] = summary.notified_at or sent[0].delivery.sent_at
+        refused = sorted({r for a in sent for r in a.refused})
+        update["refused_recipients"] = refused or summary.refused_recipients
+    update["delivery_error"] = "; ".join(e for e in errors if e) or None
+    return replace(summary, **update)
 
 
 def _update_summary(store: state.Store, folder: Path, summary: RunSummary) -> None:
@@ -490,40 +451,50 @@ def _update_summary(store: state.Store, folder: Path, summary: RunSummary) -> No
 # --- steps -----------------------------------------------------------------------------
 
 
-def _write_day(settings, store, case: alert.Scored, summary, model, email_file: bool):
+def _write_day(settings, store, case: content.Scored, summary, model, to_file) -> None:
     """Build the day's folder beside its place and swap it in: histogram, scores, summary,
-    and, when the day alerts, the volume plot and the composed alert (also as ``email.txt``
-    and ``email.html`` when ``email_file``). Returns the alert, or None."""
-    folder, message = case.folder, None
+    and, when the day alerts, the volume plot; ``to_file`` (an alert no channel takes: a dry
+    run, or a monitor without channels) is written as ``email.txt`` and ``email.html``. A
+    plot that cannot be drawn is left out with a warning."""
+    folder = case.folder
     title = f"{case.day}: {summary.anomalies} anomalous series (model v{model.version})"
     try:
         with files.replaced_folder(folder) as building:
-            plots.plot_histogram(
-                case.scored["score"].to_numpy(), building / results.HISTOGRAM_FILE, title,
+            _drawn(
+                plots.plot_histogram,
+                case.scored["score"].to_numpy(),
+                building / results.HISTOGRAM_FILE,
+                title,
                 model.detector.contamination,
-            )  # fmt: skip
+            )
             results.write_scores(building, case.scored, case.dimensions)
             results.write_summary(building, summary)
             if case.decision.alert:
-                _plot_volume(store, case, building / results.VOLUME_FILE, model.version)
-                images = [folder / results.HISTOGRAM_FILE, folder / results.VOLUME_FILE]
-                case = replace(case, days_off=_days_off(store, case))
-                message = alert.compose(case, case.monitor.recipients, images)
-            if message is not None and email_file:
-                _write_email(building, message, settings.smtp.sender)
-                why = "dry run or backfill" if settings.smtp.configured else "SMTP not configured"
+                _drawn(_plot_volume, store, case, building / results.VOLUME_FILE, model.version)
+            if to_file is not None:
+                recipients = case.monitor.recipients
+                file_channel.write(building, to_file, settings.smtp.sender, recipients)
+                why = "a dry run or backfill" if case.monitor.routes else "no channel configured"
                 log.warning("alert: not sent (%s); written to %s", why, folder / results.EMAIL_FILE)
     except OSError as exc:
         raise ResultsError(f"cannot write the results to {folder}: {exc.strerror or exc}") from None
-    return message
 
 
-def _write_email(folder: Path, message: alert.Message, sender: str) -> None:
-    files.write_text(folder / results.EMAIL_FILE, message.as_text(sender))
-    files.write_text(folder / results.EMAIL_HTML_FILE, message.html)
+def _drawn(draw: Callable[..., Any], *args: Any) -> None:
+    """A plot, or a warning when it cannot be drawn (a label matplotlib cannot lay out, a
+    failing backend): the alert goes without it. A file that cannot be written is the
+    results' error, raised."""
+    try:
+        draw(*args)
+    except OSError:
+        raise
+    except Exception as exc:  # matplotlib raises ValueError, RuntimeError and others
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("plots: a plot is left out (%s): %s: %s", draw.__name__,
+                    type(exc).__name__, first)  # fmt: skip
 
 
-def _plot_volume(store, case: alert.Scored, path: Path, version: str) -> Path:
+def _plot_volume(store, case: content.Scored, path: Path, version: str) -> Path:
     """``volume.png``: the worst anomalous series (the whole volume on a missing day) over the
     ``VOLUME_PLOT_DAYS`` days up to the day, against its expected range, from the state
     store: what the monitor counted and expected then; days never counted are gaps."""
@@ -541,14 +512,14 @@ def _plot_volume(store, case: alert.Scored, path: Path, version: str) -> Path:
     return plots.plot_volume(daily, path, title)
 
 
-def _days_off(store: state.Store, case: alert.Scored) -> dict[tuple[str, ...], int]:
+def _days_off(store: state.Store, case: content.Scored) -> dict[tuple[str, ...], int]:
     """For each series the alert lists: the days in a row, up to the scored day, that the
     store has it anomalous (at most ``STREAK_DAYS``)."""
-    listed, _ = alert.to_list(case)
+    listed, _ = content.to_list(case)
     start = case.day - dt.timedelta(days=STREAK_DAYS - 1)
     found = {}
     for _, row in listed.iterrows():
-        labels = alert.series_labels(row, case.dimensions)
+        labels = content.series_labels(row, case.dimensions)
         match = dict(zip(case.dimensions, labels, strict=True))
         history = store.history(case.monitor.name, start, case.day, match)
         dates = pd.to_datetime(history["date"]).dt.date
@@ -616,20 +587,6 @@ def _check_model_fits(model: tracking.LoadedModel, monitor: MonitorSpec, dimensi
         )
 
 
-def _withdraw(store: state.Store, waiting: state.Delivery | None) -> None:
-    """An alert still waiting in the outbox for a day that a re-score found normal is never
-    sent."""
-    if waiting is not None and waiting.status in state.UNDELIVERED:
-        store.record_delivery(replace(waiting, status="withdrawn"))
-        log.info("alert: %s of %s is normal now; its undelivered alert is withdrawn",
-                 waiting.date, waiting.monitor)  # fmt: skip
-
-
-def _delivered_by(delivery: state.Delivery | None, model: tracking.LoadedModel) -> bool:
-    """Whether ``delivery`` is an alert already sent for the same model version."""
-    return bool(delivery) and delivery.status == "sent" and delivery.model_version == model.version
-
-
 def _reread(result: ScoreResult) -> ScoreResult:
     """``result`` with its summary as the day's folder now holds it (after delivery)."""
     summary = results.read_run_summary(result.folder)
@@ -637,8 +594,8 @@ def _reread(result: ScoreResult) -> ScoreResult:
 
 
 def _summary(monitor, day, scored, dimensions, decision, model, delivered, known_day):
-    """The day's :class:`RunSummary`; ``delivered`` is the outbox row of an alert already
-    sent for this day and model, which stays recorded."""
+    """The day's :class:`RunSummary`; ``delivered`` are the outbox rows of its alert already
+    sent for this day and model, which stay recorded."""
     return RunSummary(
         date=day.isoformat(),
         monitor=monitor.name,
@@ -650,10 +607,11 @@ def _summary(monitor, day, scored, dimensions, decision, model, delivered, known
         model_uri=model.uri,
         model_version=model.version,
         run_id=model.run_id,
-        notified=delivered is not None,
-        notified_at=delivered.sent_at if delivered else None,
+        notified=bool(delivered),
+        notified_at=min(d.sent_at or "" for d in delivered) or None if delivered else None,
+        channels={d.channel: d.status for d in delivered},
         missing_day=decision.missing_day,
-        groups=alert.group_lines(scored, dimensions),
+        groups=content.group_lines(scored, dimensions),
         silenced=decision.silenced,
         severity=policy.severity(scored, dimensions, decision.missing_day)
         if decision.alert

@@ -166,7 +166,8 @@ class VolumeDetector(BaseEstimator):
         return np.where(self.score(frame)["is_anomaly"], -1, 1)
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame`` (date index or column) with expected range, score, verdict and cause."""
+        """``frame`` (date index or column) with the expected count and range, score, verdict
+        and cause."""
         frame = _with_date_column(frame)
         center, spread = self._baseline_of(frame)
         known = ~np.isnan(center)
@@ -183,7 +184,8 @@ class VolumeDetector(BaseEstimator):
         missing_day = frame.groupby("date")["count"].transform("sum").to_numpy() == 0
         cause = _cause(counts, center, spread, direction, anomalous, known, missing_day)
         return frame.assign(
-            expected_low=low, expected_high=high, deviation=deviation, score=scores,
+            expected=np.expm1(center), expected_low=low, expected_high=high,
+            deviation=deviation, score=scores,
             is_anomaly=anomalous, direction=direction, cause=cause,
         )  # fmt: skip
 

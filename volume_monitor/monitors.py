@@ -15,6 +15,10 @@ dimension columns, its model and its alert rules.
         query: sql/orders_daily.sql
         owner: payments team
         runbook: https://wiki.example.com/runbooks/orders-volume
+        notify:                    # replaces the VM_* channels for this monitor
+          email: {recipients: [payments@example.com]}
+          slack: {webhook_url: "${ORDERS_SLACK_URL}", min_severity: error}
+          pagerduty: {routing_key: "${ORDERS_PD_KEY}", min_severity: critical}
 
 ``${VAR}`` is read from the environment, then ``.env``. Relative paths (``query``,
 ``calendar``, a SQLite file) resolve against the file's folder. Every mistake is one line
@@ -25,18 +29,77 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from volume_monitor.config import MonitorSpec, absolute_sqlite
+from volume_monitor.config import (
+    PAGERDUTY_EVENTS_URL,
+    MonitorSpec,
+    Route,
+    absolute_sqlite,
+    http_url,
+)
 from volume_monitor.errors import ConfigError
 
 NAME = re.compile(r"[a-z0-9_-]+")
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 RESERVED_COLUMNS = {"date", "count", "user_agent"}
+
+
+Severity = Literal["warning", "error", "critical"]
+
+
+class _Channel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    min_severity: Severity = "warning"
+
+
+class EmailChannel(_Channel):
+    recipients: list[str] | None = None  # default: the monitor's recipients, or ALERT_TO
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _recipient_list(cls, value: Any) -> Any:
+        return _addresses(value)
+
+
+class HookChannel(_Channel):
+    webhook_url: str
+
+
+class WebhookChannel(_Channel):
+    url: str
+
+
+class PagerDutyChannel(_Channel):
+    routing_key: str
+    url: str = PAGERDUTY_EVENTS_URL
+
+
+class Notify(BaseModel):
+    """A monitor's channels (``notify:``); each one absent is not used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailChannel | None = None
+    slack: HookChannel | None = None
+    teams: HookChannel | None = None
+    webhook: WebhookChannel | None = None
+    pagerduty: PagerDutyChannel | None = None
+
+
+def _addresses(value: Any) -> Any:
+    """A recipient list, also given as ``"a@x, b@y"`` like ALERT_TO; each must be an address."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and any("@" not in str(v) for v in value):
+        raise ValueError("every recipient must be an email address")
+    return value
 
 
 class MonitorFields(BaseModel):
@@ -55,6 +118,7 @@ class MonitorFields(BaseModel):
     owner: str | None = None
     runbook: str | None = None
     recipients: list[str] | None = None
+    notify: Notify | None = None
 
     @field_validator("dimensions")
     @classmethod
@@ -71,11 +135,7 @@ class MonitorFields(BaseModel):
     @field_validator("recipients", mode="before")
     @classmethod
     def _recipient_list(cls, value: Any) -> Any:
-        if isinstance(value, str):  # "a@x, b@y" like ALERT_TO
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list) and any("@" not in str(v) for v in value):
-            raise ValueError("every recipient must be an email address")
-        return value
+        return _addresses(value)
 
 
 class MonitorsFile(BaseModel):
@@ -86,10 +146,14 @@ class MonitorsFile(BaseModel):
 
 
 def read_monitors(
-    path: Path, variables: Mapping[str, str], recipients: tuple[str, ...] = ()
+    path: Path,
+    variables: Mapping[str, str],
+    recipients: tuple[str, ...] = (),
+    routes: tuple[Route, ...] = (),
 ) -> tuple[MonitorSpec, ...]:
     """The monitors declared in ``path``; ``variables`` resolve ``${VAR}``; ``recipients``
-    (``ALERT_TO``) is every monitor's default."""
+    (``ALERT_TO``) and ``routes`` (the ``VM_*`` channels) are every monitor's default. A
+    monitor's ``notify:`` (or the one under ``defaults:``) replaces the default channels."""
     where = path.name
     document = _load_yaml(path)
     if not isinstance(document, dict) or "monitors" not in document:
@@ -104,7 +168,7 @@ def read_monitors(
     if not parsed.monitors:
         raise ConfigError(f"{where}: 'monitors' declares no monitor")
     specs = tuple(
-        _spec(name, fields, parsed.defaults, path, variables, recipients)
+        _spec(name, fields, parsed.defaults, path, variables, recipients, routes)
         for name, fields in parsed.monitors.items()
     )
     models = [spec.model_name for spec in specs]
@@ -123,6 +187,7 @@ def _spec(
     path: Path,
     variables: Mapping[str, str],
     recipients: tuple[str, ...],
+    routes: tuple[Route, ...],
 ) -> MonitorSpec:
     where = f"{path.name}: monitor {name!r}"
     values = {**defaults.model_dump(exclude_none=True), **fields.model_dump(exclude_none=True)}
@@ -132,6 +197,16 @@ def _spec(
             raise ConfigError(f"{where}: missing key {key!r} (set it here or under defaults:)")
     base = path.parent
     model_name = values.get("model_name") or f"volume-monitor-{name}"
+    own_recipients = tuple(values.get("recipients", recipients))
+    email_on = any(route.channel == "email" for route in routes)  # SMTP is configured
+    if "notify" in values:
+        routes = _routes(values["notify"], own_recipients, email_on, where)
+    else:
+        routes = tuple(
+            replace(route, recipients=own_recipients) if route.channel == "email" else route
+            for route in routes
+            if route.channel != "email" or own_recipients
+        )
     return MonitorSpec(
         name=name,
         database_url=absolute_sqlite(values["database_url"], f"{where}: database_url", base),
@@ -144,8 +219,38 @@ def _spec(
         calendar_path=_resolved(values["calendar"], base) if values.get("calendar") else None,
         owner=values.get("owner", ""),
         runbook=values.get("runbook", ""),
-        recipients=tuple(values.get("recipients", recipients)),
+        recipients=own_recipients,
+        routes=routes,
     )
+
+
+def _routes(notify: dict, recipients: tuple[str, ...], email_on: bool, where: str):
+    """The channels of a ``notify:`` mapping (already expanded); email only when SMTP is
+    configured and someone is to get it."""
+    routes = []
+    for channel, fields in notify.items():
+        if fields is None:
+            continue
+        severity = fields["min_severity"]
+        key = f"{where}: notify.{channel}"
+        if channel == "email":
+            to = tuple(fields.get("recipients") or recipients)
+            if email_on and to:
+                routes.append(Route("email", min_severity=severity, recipients=to))
+        elif channel == "pagerduty":
+            endpoint = _url(fields["url"], f"{key}.url")
+            routes.append(Route(channel, fields["routing_key"], severity, endpoint))
+        else:
+            name = "url" if channel == "webhook" else "webhook_url"
+            routes.append(Route(channel, _url(fields[name], f"{key}.{name}"), severity))
+    return tuple(routes)
+
+
+def _url(value: str, key: str) -> str:
+    try:
+        return http_url(value, key)
+    except ConfigError:
+        raise ConfigError(f"{key} must be an http:// or https:// URL") from None
 
 
 def _resolved(value: str, base: Path) -> Path:
@@ -157,6 +262,8 @@ def _expanded(value: Any, key: str, where: str, variables: Mapping[str, str]) ->
     """``value`` with every ``${VAR}`` replaced; an unset variable is an error."""
     if isinstance(value, list):
         return [_expanded(item, key, where, variables) for item in value]
+    if isinstance(value, dict):
+        return {name: _expanded(item, key, where, variables) for name, item in value.items()}
     if not isinstance(value, str):
         return value
 

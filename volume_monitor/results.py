@@ -64,6 +64,7 @@ class RunSummary:
     refused_recipients: list[str] = field(default_factory=list)
     silenced: int = 0
     severity: str | None = None  # of an alerting day: warning, error or critical
+    channels: dict[str, str] = field(default_factory=dict)  # channel -> its delivery's status
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

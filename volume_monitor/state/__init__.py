@@ -8,6 +8,7 @@ deliveries, feedback and silences, in one SQL database whose schema Alembic migr
 
 from volume_monitor.state.migrate import HEAD
 from volume_monitor.state.records import (
+    DELIVERED,
     UNDELIVERED,
     DayRecord,
     Delivery,
@@ -18,6 +19,7 @@ from volume_monitor.state.records import (
 from volume_monitor.state.store import Store, open_store
 
 __all__ = [
+    "DELIVERED",
     "HEAD",
     "UNDELIVERED",
     "DayRecord",

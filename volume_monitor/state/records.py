@@ -18,9 +18,12 @@ from volume_monitor.clock import now_utc
 
 DAY_KINDS = ("nightly", "dry run", "backfill")
 DELIVERY_KINDS = ("alert", "resolved")
-# "withdrawn": a re-score found the day normal before its alert could be delivered.
-DELIVERY_STATUSES = ("pending", "sent", "failed", "withdrawn")
+# "withdrawn": a re-score found the day normal before its alert could be delivered;
+# "handed over": the message left and its receipt was never confirmed (never sent again);
+# "abandoned": it can never be sent (a damaged record, a channel no longer configured).
+DELIVERY_STATUSES = ("pending", "sent", "failed", "withdrawn", "handed over", "abandoned")
 UNDELIVERED = ("pending", "failed")
+DELIVERED = ("sent", "handed over")
 VERDICTS = ("normal", "expected", "incident", "new level")
 COUNT_SOURCES = ("train", "scored")
 
