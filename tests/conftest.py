@@ -176,13 +176,16 @@ def trained_settings(trained_store, demo_sqlite, tmp_path):
 @dataclass
 class Inbox:
     """An aiosmtpd handler that keeps every message it receives, refuses the addresses in
-    ``refuse``, and accepts a login only with ``PASSWORD`` (recording every attempt)."""
+    ``refuse``, and accepts a login only with ``PASSWORD`` (recording every attempt). Once it
+    has kept a message it answers 250, or, with ``then`` set, ``"drop"``s the connection
+    without answering or ``"hang"``s without a word."""
 
     PASSWORD = "right-password"
     messages: list[email.message.EmailMessage] = field(default_factory=list)
     envelopes: list = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     logins: list[tuple[str, str]] = field(default_factory=list)
+    then: str = "answer"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
@@ -195,6 +198,12 @@ class Inbox:
         self.messages.append(
             email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         )
+        if self.then == "drop":
+            server.transport.close()
+        elif self.then == "hang":
+            import asyncio
+
+            await asyncio.sleep(600)
         return "250 Message accepted for delivery"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):

@@ -47,7 +47,8 @@ def plot_histogram(
         axes.axhline(
             level, color="#dd8452", linestyle=":", label=f"contamination {contamination:.0%}"
         )
-    axes.set(title=title, xlabel="decision function (lower = more anomalous)", ylabel="rows")
+    axes.set(xlabel="decision function (lower = more anomalous)", ylabel="rows")
+    set_title(axes, title)
     axes.legend(loc="upper left")
     return save_figure(figure, path, dpi=100)
 
@@ -63,11 +64,18 @@ def plot_volume(daily: pd.DataFrame, path: Path, title: str) -> Path:
     )  # fmt: skip
     axes.plot(dates, daily["count"], color="#4c72b0", marker=".", label="events")
     axes.plot(dates[-1:], daily["count"].iloc[-1:], "o", color="#c44e52", label="scored day")
-    axes.set(title=title, ylabel="events per day")
+    axes.set(ylabel="events per day")
+    set_title(axes, title)
     axes.set_ylim(bottom=0)
     axes.tick_params(axis="x", rotation=30)
     axes.legend(loc="upper left")
     return save_figure(figure, path, dpi=100)
+
+
+def set_title(axes, title: str) -> None:
+    """``title`` shown as it is: on one line, ``$`` never read as math (a segment named
+    ``$x^$`` would otherwise stop the figure from being drawn)."""
+    axes.set_title(" ".join(title.split()), parse_math=False)
 
 
 def save_figure(figure, path: Path, dpi: int) -> Path:

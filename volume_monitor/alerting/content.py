@@ -66,7 +66,8 @@ class SeriesLine:
 
     @property
     def name(self) -> str:
-        return "/".join(self.labels.values())
+        """The labels joined by ``/``, on one line."""
+        return one_line("/".join(self.labels.values()))
 
     @property
     def change(self) -> float | None:
