@@ -268,3 +268,20 @@ def test_a_failing_receiver_keeps_its_message_and_the_next_run_sends_it_late(ins
         "slack": ("sent", 2), "teams": ("sent", 2), "webhook": ("sent", 1),
         "pagerduty": ("sent", 1),
     }  # fmt: skip
+
+
+def test_webhook_urls_and_the_routing_key_appear_nowhere(install, receiver):
+    receiver.statuses[PATHS["teams"]] = 404
+    env = channel_env(receiver, VM_LOG_LEVEL="DEBUG")
+    result = deploy(install, "--date", str(LAST_DAY), **env)
+    assert result.returncode == 3
+    assert "teams (http://127.0.0.1:" in result.stderr and "answered 404" in result.stderr
+    log = (install / "logs" / "volume-monitor.log").read_text()
+    written = [result.stdout, result.stderr, log]
+    written += [p.read_text(errors="replace") for p in (install / "results").rglob("*")
+                if p.is_file() and p.suffix in {".json", ".txt", ".html", ".csv"}]  # fmt: skip
+    with state.open_store(f"sqlite:///{install / 'state/volume-monitor.db'}") as store:
+        rows = [store.delivery("default", LAST_DAY, name, "alert") for name in PATHS]
+    written += [f"{row.payload} {row.last_error}" for row in rows]
+    for text in written:
+        assert "s3cr3t" not in text and ROUTING_KEY not in text

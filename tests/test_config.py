@@ -173,12 +173,35 @@ def test_values_are_parsed(tmp_path):
         ("MLFLOW_TRACKING_URI", "::::"),
         ("VM_MODEL_NAME", "  "),
         ("VM_SCHEDULE", ""),
+        ("VM_SLACK_WEBHOOK_URL", "hooks.slack.com/services/s3cr3t"),
+        ("VM_TEAMS_WEBHOOK_URL", "ftp://example.com/s3cr3t"),
+        ("VM_WEBHOOK_URL", "https:///s3cr3t"),
+        ("VM_PAGERDUTY_MIN_SEVERITY", "urgent"),
+        ("VM_EMAIL_MIN_SEVERITY", ""),
+        ("VM_HTTP_TIMEOUT", "0"),
+        ("VM_DELIVERY_TIMEOUT", "never"),
+        ("VM_BASE_URL", "vm.example.com"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_variable(tmp_path, key, value):
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, **{key: value})
-    assert key in str(caught.value)
+    assert key in str(caught.value) and "s3cr3t" not in str(caught.value)
+
+
+def test_each_channel_setting_routes_the_default_monitor(tmp_path):
+    settings = load(
+        tmp_path, VM_SLACK_WEBHOOK_URL="https://hooks.slack.com/services/T/B/x",
+        VM_TEAMS_WEBHOOK_URL="https://prod.westeurope.logic.azure.com/workflows/y",
+        VM_WEBHOOK_URL="http://127.0.0.1:9000/hook", VM_PAGERDUTY_ROUTING_KEY="k",
+        VM_PAGERDUTY_MIN_SEVERITY="critical", VM_BASE_URL="https://vm.example.com/",
+    )  # fmt: skip
+    routes = {r.channel: r for r in settings.monitor().routes}
+    assert sorted(routes) == ["pagerduty", "slack", "teams", "webhook"], "no SMTP: no email"
+    assert routes["pagerduty"].endpoint == "https://events.pagerduty.com/v2/enqueue"
+    assert routes["pagerduty"].min_severity == "critical" and routes["slack"].takes("warning")
+    assert settings.base_url == "https://vm.example.com"
+    assert (settings.http_timeout, settings.delivery_timeout) == (10.0, 300.0)
 
 
 def test_database_url_with_non_numeric_port_is_a_config_error(tmp_path):

@@ -159,7 +159,74 @@ BAD_FILES = {
         "monitors:\n  o:\n    query: q.sql\n    recipients: [oncall]\n",
         "monitors.yml: monitor 'o': recipients: every recipient must be an email address",
     ),
+    "unknown channel": (
+        "monitors:\n  o:\n    query: q.sql\n    notify:\n      sms: {number: 1}\n",
+        "monitors.yml: monitor 'o': unknown key 'notify.sms'",
+    ),
+    "channel without its URL": (
+        "monitors:\n  o:\n    query: q.sql\n    notify:\n      slack: {min_severity: error}\n",
+        "monitors.yml: monitor 'o': missing key 'notify.slack.webhook_url'",
+    ),
+    "unknown severity": (
+        "monitors:\n  o:\n    query: q.sql\n    notify:\n"
+        "      webhook: {url: 'https://h.example.com/x', min_severity: urgent}\n",
+        "monitors.yml: monitor 'o': notify.webhook.min_severity: Input should be 'warning', "
+        "'error' or 'critical'",
+    ),
+    "webhook URL that is no URL": (
+        "monitors:\n  o:\n    query: q.sql\n    database_url: sqlite:///x.db\n    notify:\n"
+        "      teams: {webhook_url: 'hooks.example.com/s3cr3t'}\n",
+        "monitors.yml: monitor 'o': notify.teams.webhook_url must be an http:// or https:// URL",
+    ),
 }
+
+
+def test_notify_routes_a_monitor_and_replaces_the_default_channels(tmp_path):
+    settings = settings_with(
+        tmp_path,
+        """
+        defaults:
+          database_url: sqlite:///x.db
+          query: q.sql
+        monitors:
+          quiet: {}
+          paged:
+            recipients: [payments@example.com]
+            notify:
+              email: {min_severity: error}
+              slack: {webhook_url: "${SLACK_URL}", min_severity: critical}
+              pagerduty: {routing_key: "${PD_KEY}", url: "https://events.eu.pagerduty.com/v2/enqueue"}
+        """,
+        SLACK_URL="https://hooks.slack.com/services/T/B/s3cr3t",
+        PD_KEY="k3y",
+        SMTP_HOST="mail.example.com",
+        ALERT_TO="oncall@example.com",
+        VM_WEBHOOK_URL="https://n8n.example.com/webhook/abc",
+        VM_WEBHOOK_MIN_SEVERITY="error",
+    )
+    quiet, paged = settings.monitors
+    assert [(r.channel, r.min_severity, r.recipients) for r in quiet.routes] == [
+        ("email", "warning", ("oncall@example.com",)),
+        ("webhook", "error", ()),
+    ]
+    assert quiet.route("webhook").target == "https://n8n.example.com/webhook/abc"
+    assert [(r.channel, r.min_severity) for r in paged.routes] == [
+        ("email", "error"), ("slack", "critical"), ("pagerduty", "warning"),
+    ]  # fmt: skip
+    assert paged.route("email").recipients == ("payments@example.com",)
+    assert paged.route("pagerduty").endpoint == "https://events.eu.pagerduty.com/v2/enqueue"
+    assert paged.route("pagerduty").target == "k3y"
+    assert paged.route("slack").takes("critical") and not paged.route("slack").takes("error")
+    assert {"https://hooks.slack.com/services/T/B/s3cr3t", "/services/T/B/s3cr3t", "k3y",
+            "/webhook/abc"} <= set(settings.secrets)  # fmt: skip
+    assert "s3cr3t" not in repr(settings) and "k3y" not in repr(settings)
+
+
+def test_email_is_routed_only_where_smtp_is_set_up(tmp_path):
+    text = "monitors:\n  o:\n    database_url: sqlite:///x.db\n    query: q.sql\n"
+    assert settings_with(tmp_path, text, ALERT_TO="a@example.com").monitors[0].routes == ()
+    routes = settings_with(tmp_path, text, ALERT_TO="a@example.com", SMTP_HOST="m").monitors[0]
+    assert [r.channel for r in routes.routes] == ["email"]
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))

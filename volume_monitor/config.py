@@ -209,8 +209,17 @@ class Settings:
         forms = [form for url in urls for form in url_password_forms(url)]
         if self.smtp.password:
             forms.append(self.smtp.password)
-        forms += [route.target for monitor in self.monitors for route in monitor.routes]
+        for route in (route for monitor in self.monitors for route in monitor.routes):
+            forms += [route.target, *_url_secret_parts(route.target)]
         return tuple(dict.fromkeys(f for f in forms if f))
+
+
+def _url_secret_parts(target: str) -> list[str]:
+    """The path and query of a webhook URL, which a library's debug log may show alone."""
+    parts = urlsplit(target)
+    if not parts.scheme.startswith("http"):
+        return []
+    return [part for part in (parts.path, parts.query) if len(part) > 1]
 
 
 def redact_url(url: str) -> str:
@@ -315,21 +324,19 @@ def _build(v: Mapping[str, str]) -> Settings:
 
 def _routes(v: Mapping[str, str], smtp: SmtpSettings) -> tuple[Route, ...]:
     """The default monitor's channels: each one whose ``VM_*`` target is set (email: when
-    ``SMTP_HOST`` and ``ALERT_TO`` are)."""
+    ``SMTP_HOST`` and ``ALERT_TO`` are). Every severity setting is checked, used or not."""
+    severity = {channel: _severity(v, channel.upper()) for channel in CHANNELS}
     routes = []
     if smtp.configured:
-        routes.append(
-            Route("email", min_severity=_severity(v, "EMAIL"), recipients=smtp.recipients)
-        )
+        routes.append(Route("email", min_severity=severity["email"], recipients=smtp.recipients))
     for channel, key in (("slack", "VM_SLACK_WEBHOOK_URL"), ("teams", "VM_TEAMS_WEBHOOK_URL"),
                          ("webhook", "VM_WEBHOOK_URL")):  # fmt: skip
         if v[key].strip():
-            url = http_url(v[key].strip(), key)
-            routes.append(Route(channel, url, _severity(v, channel.upper())))
+            routes.append(Route(channel, http_url(v[key].strip(), key), severity[channel]))
     if v["VM_PAGERDUTY_ROUTING_KEY"].strip():
         endpoint = http_url(v["VM_PAGERDUTY_URL"].strip(), "VM_PAGERDUTY_URL")
         key = v["VM_PAGERDUTY_ROUTING_KEY"].strip()
-        routes.append(Route("pagerduty", key, _severity(v, "PAGERDUTY"), endpoint))
+        routes.append(Route("pagerduty", key, severity["pagerduty"], endpoint))
     return tuple(routes)
 
 

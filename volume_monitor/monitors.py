@@ -323,7 +323,7 @@ def _describe(location: list[str], error: dict) -> str:
         owner, rest = "defaults", location[1:]
     else:
         owner, rest = "top level", location
-    key = rest[0] if rest else ""
+    key = ".".join(part for part in rest if not part.isdigit())
     if error["type"] == "extra_forbidden":
         return f"{owner}: unknown key {key!r}"
     if error["type"] == "missing":
