@@ -1,5 +1,12 @@
 """The configuration checked end to end: each part a nightly run needs (database, query, MLflow
-store, model, results and log folders, SMTP) is tried for real and reported as one line.
+store, model, results and log folders, SMTP, every alert channel) is tried for real and
+reported as one line.
+
+An alert channel is checked without making a message for people: it gets a payload its
+service refuses or ignores (an empty Slack message, an empty Teams card, a PagerDuty event
+without its payload, an Alertmanager notice with no alerts), and its answer says whether the
+endpoint is reachable and its token accepted. Each distinct endpoint is checked once, naming
+the monitors that use it, its host and never its path or key.
 
 A failure in one check never stops the others. A check that needs another one (the query
 needs the database, the model needs the MLflow store) is reported as not run when that one
@@ -11,20 +18,43 @@ from __future__ import annotations
 import smtplib
 import ssl
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from volume_monitor import clock, db, state, tracking
+from volume_monitor.alerting.channels import http
 from volume_monitor.alerting.channels.email import smtp_reason
-from volume_monitor.config import DEFAULT_MONITOR, MonitorSpec, Settings, SmtpSettings, redact_url
-from volume_monitor.errors import VolumeMonitorError
+from volume_monitor.config import (
+    CHANNELS,
+    DEFAULT_MONITOR,
+    MonitorSpec,
+    Settings,
+    SmtpSettings,
+    endpoint_label,
+    redact_url,
+)
+from volume_monitor.errors import AlertDeliveryError, VolumeMonitorError
 from volume_monitor.logs import mask
 
 SMTP_TIMEOUT = 10.0
 FAILURES = (VolumeMonitorError, SQLAlchemyError, OSError, smtplib.SMTPException)
+PROBES_AT_ONCE = 8  # channel endpoints checked at the same time
+MONITORS_NAMED = 6  # monitors listed on a channel's line; the rest are counted
+PROBE_KEY = "volume-monitor/doctor"  # the webhook probe's groupKey and Idempotency-Key
+# Slack's answers for a webhook that is refused or gone (any status): the others to an empty
+# message (400 no_text, invalid_payload, missing_text_or_fallback_or_attachments) mean the
+# webhook is live and took the request.
+SLACK_REFUSALS = (
+    "invalid_token", "no_service", "no_team", "team_disabled", "no_active_hooks",
+    "channel_not_found", "channel_is_archived", "user_not_found", "action_prohibited",
+    "posting_to_general_channel_denied",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,7 @@ def run_checks(
         _attempt("results", lambda: _writable(settings.results_dir)),
         _attempt("log", lambda: _writable(settings.log_file.parent)),
         _attempt("smtp", lambda: _smtp(settings.smtp, smtp_login)),
+        *_channel_checks(settings, settings.selected(names)),
     ]
     return [replace(c, detail=mask(c.detail, settings.secrets)) for c in checks]
 
@@ -204,3 +235,155 @@ def _reason(exc: BaseException) -> str:
 def _one_line(text: str) -> str:
     """The first non-blank line of ``text``."""
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+# --- alert channels ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One distinct place alerts go over HTTP, and the monitors whose routes lead there."""
+
+    channel: str
+    url: str = field(repr=False)  # a secret: the webhook URL, or PagerDuty's events URL
+    key: str = field(repr=False)  # PagerDuty's routing key, a secret; empty for the others
+    monitors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A receiver's answer to a probe: its status, and ``text`` as quoted in a check."""
+
+    status: int
+    text: str  # e.g. ``400 Bad Request: no_text``
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.status < 300
+
+    def says(self, *words: str) -> bool:
+        return any(word in self.text.lower() for word in words)
+
+
+def _channel_checks(settings: Settings, monitors: Sequence[MonitorSpec]) -> list[Check]:
+    """One check per distinct endpoint of the monitors' Slack, Teams, webhook and PagerDuty
+    routes (email is the SMTP check), probed a few at a time."""
+    endpoints = _endpoints(monitors)
+    shared = Counter(endpoint.channel for endpoint in endpoints)
+    with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE) as pool:
+        return list(
+            pool.map(lambda e: _channel_check(settings, e, shared[e.channel] > 1), endpoints)
+        )
+
+
+def _endpoints(monitors: Sequence[MonitorSpec]) -> list[Endpoint]:
+    """The distinct (channel, endpoint, target) of the monitors' routes, in channel order."""
+    users: dict[tuple[str, str, str], list[str]] = {}
+    for monitor in monitors:
+        for route in monitor.routes:
+            if route.channel in JUDGES:
+                key = (route.channel, route.endpoint, route.target)
+                users.setdefault(key, []).append(monitor.name)
+    endpoints = []
+    for channel, endpoint, target in sorted(users, key=lambda key: CHANNELS.index(key[0])):
+        url, key = (endpoint, target) if channel == "pagerduty" else (target, "")
+        endpoints.append(Endpoint(channel, url, key, tuple(users[(channel, endpoint, target)])))
+    return endpoints
+
+
+def _channel_check(settings: Settings, endpoint: Endpoint, several: bool) -> Check:
+    """The check of one endpoint, named after its channel (and, when the channel has several
+    endpoints, after its first monitor); its detail names the host and every monitor."""
+    name = endpoint.channel
+    if several:
+        others = len(endpoint.monitors) - 1
+        name = f"{endpoint.monitors[0]}{f' +{others}' if others else ''}: {name}"
+    check = _attempt(name, lambda: _probe(settings, endpoint))
+    where = f"{endpoint_label(endpoint.url)} for {_listed(endpoint.monitors)}"
+    return replace(check, detail=f"{where}: {check.detail}")
+
+
+def _probe(settings: Settings, endpoint: Endpoint) -> str:
+    """POST the channel's harmless payload and judge the answer: what was found, or raise."""
+    payload, headers = _payload(settings, endpoint)
+    answer = _post(endpoint.url, payload, settings.http_timeout, headers)
+    return JUDGES[endpoint.channel](answer)
+
+
+def _payload(settings: Settings, endpoint: Endpoint) -> tuple[dict[str, Any], dict[str, str]]:
+    """What the channel's service refuses or ignores, and the request's extra headers."""
+    if endpoint.channel == "slack":
+        return {}, {}
+    if endpoint.channel == "teams":
+        return {"type": "message", "attachments": []}, {}
+    if endpoint.channel == "pagerduty":  # no payload: never a complete event, never an incident
+        return {"routing_key": endpoint.key, "event_action": "trigger"}, {}
+    notice = {
+        "version": "4", "receiver": "volume-monitor", "status": "resolved",
+        "groupKey": PROBE_KEY, "truncatedAlerts": 0, "groupLabels": {}, "commonLabels": {},
+        "commonAnnotations": {}, "externalURL": settings.base_url, "alerts": [], "test": True,
+    }  # fmt: skip
+    return notice, {"Idempotency-Key": PROBE_KEY}
+
+
+def _post(url: str, payload: Any, timeout: float, headers: dict[str, str]) -> Answer:
+    """POST ``payload``; the answer whatever its status (no answer: one line, no URL)."""
+    try:
+        response = http.post(url, payload, timeout, headers)
+    except AlertDeliveryError as exc:
+        raise _Broken(str(exc)) from None
+    return Answer(response.status_code, http.answer_text(response))
+
+
+def _judge_slack(answer: Answer) -> str:
+    if answer.accepted:
+        return f"accepted: answered {answer.text} (an empty message may have been posted)"
+    if answer.status == 400 and not answer.says(*SLACK_REFUSALS):
+        return f"reachable, webhook accepted: answered {answer.text} to an empty message"
+    if answer.status in (400, 403, 404, 410):
+        raise _Broken(f"webhook refused or gone: answered {answer.text}")
+    raise _Broken(f"failing: answered {answer.text}")
+
+
+def _judge_teams(answer: Answer) -> str:
+    if answer.accepted:
+        return f"accepted: answered {answer.text} (the workflow may run with nothing to post)"
+    if answer.status == 400:
+        return f"reachable, not refused: answered {answer.text} to an empty card"
+    if 400 < answer.status < 500:
+        raise _Broken(f"workflow refused: answered {answer.text}")
+    raise _Broken(f"failing: answered {answer.text}")
+
+
+def _judge_pagerduty(answer: Answer) -> str:
+    if answer.accepted:
+        return f"accepted: answered {answer.text} (look for an empty alert in PagerDuty)"
+    if answer.status == 400 and answer.says("routing_key", "routing key"):
+        raise _Broken(f"routing key refused: answered {answer.text}")
+    if answer.status == 400:
+        unverified = "routing key not verifiable without an incident"
+        return f"reachable, {unverified}: answered {answer.text}"
+    if answer.status in (401, 403, 404):
+        raise _Broken(f"refused: answered {answer.text}")
+    raise _Broken(f"failing: answered {answer.text}")
+
+
+def _judge_webhook(answer: Answer) -> str:
+    if answer.accepted:
+        return f"accepted: answered {answer.text}"
+    raise _Broken(f"failing: answered {answer.text}")
+
+
+JUDGES: dict[str, Callable[[Answer], str]] = {
+    "slack": _judge_slack,
+    "teams": _judge_teams,
+    "webhook": _judge_webhook,
+    "pagerduty": _judge_pagerduty,
+}
+
+
+def _listed(monitors: Sequence[str]) -> str:
+    """``a, b, c``; past ``MONITORS_NAMED`` names, ``a, …, f and 3 more``."""
+    shown = ", ".join(monitors[:MONITORS_NAMED])
+    rest = len(monitors) - MONITORS_NAMED
+    return f"{shown} and {rest} more" if rest > 0 else shown

@@ -22,23 +22,37 @@ def post_json(
 ) -> requests.Response:
     """POST ``payload`` as JSON to ``url``; the answer when it is a 2xx. ``timeout`` bounds
     the connection and each wait for the receiver."""
-    where = f"{channel} ({endpoint_label(url)})"
     try:
-        response = requests.post(
+        response = post(url, payload, timeout, headers)
+    except AlertDeliveryError as exc:
+        raise AlertDeliveryError(f"{channel} ({endpoint_label(url)}): {exc}") from None
+    if not 200 <= response.status_code < 300:
+        raise AlertDeliveryError(
+            f"{channel} ({endpoint_label(url)}): the receiver answered {answer_text(response)}"
+        )
+    return response
+
+
+def post(
+    url: str, payload: Any, timeout: float, headers: dict[str, str] | None = None
+) -> requests.Response:
+    """POST ``payload`` as JSON, redirects not followed; the answer whatever its status, or
+    :class:`AlertDeliveryError` when there is none (its message never holds the URL)."""
+    try:
+        return requests.post(
             url, json=payload, timeout=(timeout, timeout), allow_redirects=False,
             headers={"User-Agent": USER_AGENT, **(headers or {})},
         )  # fmt: skip
     except requests.Timeout:
-        raise AlertDeliveryError(f"{where}: no answer within {timeout:g} s") from None
+        raise AlertDeliveryError(f"no answer within {timeout:g} s") from None
     except requests.RequestException as exc:
-        raise AlertDeliveryError(f"{where}: cannot reach the receiver: {_reason(exc)}") from None
-    if not 200 <= response.status_code < 300:
-        text = " ".join(response.text.split())[:MAX_REASON]
-        raise AlertDeliveryError(
-            f"{where}: the receiver answered {response.status_code} {response.reason}"
-            + (f": {text}" if text else "")
-        )
-    return response
+        raise AlertDeliveryError(f"cannot reach the receiver: {_reason(exc)}") from None
+
+
+def answer_text(response: requests.Response) -> str:
+    """``500 Internal Server Error: <the start of the body>``."""
+    body = " ".join(response.text.split())[:MAX_REASON]
+    return f"{response.status_code} {response.reason}" + (f": {body}" if body else "")
 
 
 def _reason(exc: requests.RequestException) -> str:
