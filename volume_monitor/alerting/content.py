@@ -270,12 +270,13 @@ def percent(change: float | None) -> str:
 
 
 def total_line(total: Total) -> str:
-    """``Day total: 9120 events, expected 12000 (10500-13600) (-24%)``."""
+    """``Day total: 9120 events, expected 12000 (range 10500-13600), -24%``."""
     if total.expected is None:
         return f"Day total: {total.count} events"
+    change = f", {total.change:+.0%}" if total.change is not None else ""
     return (
         f"Day total: {total.count} events, expected {total.expected:.0f} "
-        f"({total.low:.0f}-{total.high:.0f}){percent(total.change)}"
+        f"(range {total.low:.0f}-{total.high:.0f}){change}"
     )
 
 
