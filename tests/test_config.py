@@ -366,3 +366,12 @@ def test_using_the_tracking_store_leaves_the_environment_alone(tmp_path, monkeyp
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracking.client(load(tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/store/mlflow.db"))
     assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_every_setting_is_documented_in_the_env_example():
+    from conftest import ROOT
+
+    text = (ROOT / ".env.example").read_text()
+    documented = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line
+                  and not line.startswith("#")}  # fmt: skip
+    assert documented == set(DEFAULTS)

@@ -102,6 +102,8 @@ def test_the_shipped_example_and_demo_files_are_valid(tmp_path):
                 "VM_MONITORS": str(ROOT / name),
                 "EVENTS_DATABASE_URL": "sqlite:///x.db",
                 "ORDERS_DB_PASSWORD": "pw",
+                "PAYMENTS_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x",
+                "PAYMENTS_PAGERDUTY_KEY": "key",
             },
         )
         assert [m.name for m in settings.monitors] == ["activity", "orders"]
