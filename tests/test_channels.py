@@ -9,7 +9,7 @@ import datetime as dt
 import json
 import time
 
-from conftest import LAST_DAY, MISSING_DAY, STALL_DAY, error_lines, run
+from conftest import LAST_DAY, MISSING_DAY, STALL_DAY, error_lines, free_port, run
 from volume_monitor import state
 
 BASE = "https://vm.example.com"
@@ -238,34 +238,35 @@ def test_a_silenced_series_is_never_sent(install, receiver):
 def test_a_failing_receiver_keeps_its_message_and_the_next_run_sends_it_late(install, receiver):
     receiver.statuses[PATHS["slack"]] = 500
     receiver.silent.add(PATHS["teams"])
-    env = channel_env(receiver)
+    down = f"http://127.0.0.1:{free_port()}{PATHS['webhook']}"  # nothing listens there
     began = time.perf_counter()
-    result = deploy(install, "--date", str(LAST_DAY), **env)
+    result = deploy(install, "--date", str(LAST_DAY), **channel_env(receiver, VM_WEBHOOK_URL=down))
     took = time.perf_counter() - began
 
     assert result.returncode == 3, result.stderr
     assert took < 30, "the silent receiver costs at most VM_HTTP_TIMEOUT"
-    lines = error_lines(result.stderr)
-    assert any("slack (http://127.0.0.1:" in line and "answered 500" in line for line in lines)
-    assert any("teams (http://127.0.0.1:" in line and "no answer within 2 s" in line
-               for line in lines)  # fmt: skip
+    [line] = error_lines(result.stderr)
+    assert "slack (http://127.0.0.1:" in line and "answered 500" in line
+    assert "teams (http://127.0.0.1:" in line and "no answer within 2 s" in line
+    assert "webhook (http://127.0.0.1:" in line and "Connection refused" in line
     assert "s3cr3t" not in result.stderr and ROUTING_KEY not in result.stderr
     got = received(receiver)
-    assert len(got["webhook"]) == 1 and len(got["pagerduty"]) == 1 and got["slack"] == []
+    assert len(got["pagerduty"]) == 1 and got["slack"] == [] and got["webhook"] == []
 
     receiver.statuses.clear()
     receiver.silent.clear()
-    retried = deploy(install, "--date", str(LAST_DAY), **env)
+    retried = deploy(install, "--date", str(LAST_DAY), **channel_env(receiver))
     assert retried.returncode == 0, retried.stderr
     got = received(receiver)
-    assert len(got["slack"]) == 1 and len(got["teams"]) == 1, "each delivered once, late"
-    assert len(got["webhook"]) == 1 and len(got["pagerduty"]) == 1, "the others not again"
+    assert [len(got[n]) for n in ("slack", "teams", "webhook")] == [1, 1, 1], "each once, late"
+    assert len(got["pagerduty"]) == 1, "the channel that delivered is not sent again"
     assert "LATE" in got["slack"][0]["text"] and "Sent late" in json.dumps(got["slack"][0])
     assert "Sent late" in json.dumps(got["teams"][0])
+    assert "Connection refused" in got["webhook"][0]["alerts"][0]["late"]
     with state.open_store(f"sqlite:///{install / 'state/volume-monitor.db'}") as store:
         rows = {n: store.delivery("default", LAST_DAY, n, "alert") for n in PATHS}
     assert {n: (r.status, r.attempts) for n, r in rows.items()} == {
-        "slack": ("sent", 2), "teams": ("sent", 2), "webhook": ("sent", 1),
+        "slack": ("sent", 2), "teams": ("sent", 2), "webhook": ("sent", 2),
         "pagerduty": ("sent", 1),
     }  # fmt: skip
 

@@ -138,6 +138,39 @@ def test_one_deploy_scores_both_monitors_and_sends_one_email(install, smtp_serve
     assert again.returncode == 0 and len(inbox.messages) == 1, "each alert is sent once"
 
 
+def test_monitors_routed_to_the_same_channels_share_one_message_each(install, receiver):
+    folder, env = install
+    routes = (
+        "defaults:\n  notify:\n"
+        '    slack: {webhook_url: "${SLACK_URL}"}\n'
+        '    webhook: {url: "${HOOK_URL}"}\n'
+        '    pagerduty: {routing_key: "${PD_KEY}", url: "${PD_URL}", min_severity: error}\n'
+    )
+    (folder / "monitors.yml").write_text(routes + MONITORS)
+    env = {**env, "SLACK_URL": receiver.url("/slack"), "HOOK_URL": receiver.url("/hook"),
+           "PD_KEY": "k" * 32, "PD_URL": receiver.url("/pd-202")}  # fmt: skip
+    result = run("deploy.py", "--date", str(LAST_DAY), cwd=folder, **env)
+    assert result.returncode == 0, result.stderr
+
+    severity = {
+        monitor: json.loads(
+            (folder / "results" / monitor / str(LAST_DAY) / "summary.json").read_text()
+        )["severity"]
+        for monitor in ("activity", "orders")
+    }
+    assert severity == {"activity": "error", "orders": "warning"}
+    [slack] = receiver.answered("/slack")
+    headers = [b["text"]["text"] for b in slack["blocks"] if b["type"] == "header"]
+    assert headers == [f"[volume-monitor] activity {LAST_DAY}: " + headers[0].split(": ", 1)[1],
+                       f"[volume-monitor] orders {LAST_DAY}: 1 anomalous series, worst "
+                       "DE/paypal missing"]  # fmt: skip
+    [hook] = receiver.answered("/hook")
+    assert [a["labels"]["monitor"] for a in hook["alerts"]] == ["activity", "orders"]
+    assert hook["alerts"][1]["series"][0]["labels"] == DE_PAYPAL
+    [event] = receiver.answered("/pd-202")
+    assert event["dedup_key"] == f"volume-monitor/activity/{LAST_DAY}", "orders is a warning"
+
+
 def test_the_first_alert_after_training_has_history(install):
     folder, env = install
     result = run("deploy.py", "--date", str(LAST_DAY), "--monitor", "orders", cwd=folder, **env)

@@ -62,6 +62,10 @@ def _day_folders(results: Path) -> list[Path]:
     return sorted(p for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def day_before(day: str) -> str:
+    return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+
+
 @pytest.mark.slow
 def test_backfill_of_400_days_on_postgresql_is_flat_complete_and_mails_each_day_once(
     tmp_path, smtp_server
@@ -91,9 +95,14 @@ def test_backfill_of_400_days_on_postgresql_is_flat_complete_and_mails_each_day_
     alerted = sorted(s["date"] for s in summaries if s["alert"])
     assert alerted, "the demo's faults alert on some days"
     assert sorted(s["date"] for s in summaries if s["notified"]) == alerted
-    mailed = [re.search(r"\d{4}-\d{2}-\d{2}", m["Subject"]).group() for m in inbox.messages]
+    dates = [re.search(r"\d{4}-\d{2}-\d{2}", m["Subject"]).group() for m in inbox.messages]
+    resolved = [d for d, m in zip(dates, inbox.messages, strict=True) if "resolved" in m["Subject"]]
+    mailed = [d for d in dates if d not in resolved]
     assert sorted(mailed) == alerted, "one email per alerting day, none twice"
+    alerting = {s["date"]: s["alert"] for s in summaries}
+    ends = [d for d, alert in alerting.items() if not alert and alerting.get(day_before(d))]
+    assert sorted(resolved) == sorted(ends), "one resolved notice after each alerting stretch"
 
     again = jobs.backfill(settings, LAST - dt.timedelta(days=59), LAST, notify=True)
     assert len(again) == 60
-    assert len(inbox.messages) == len(mailed), "a second backfill mails nothing already sent"
+    assert len(inbox.messages) == len(dates), "a second backfill mails nothing already sent"
