@@ -376,3 +376,28 @@ def test_an_alert_says_how_many_days_in_a_row_a_series_has_been_off(trained_sett
     )  # fmt: skip
     assert line.endswith("; off 3 days in a row)")
     assert "; off 3 days in a row</td>" in (again.folder / "email.html").read_text()
+
+
+def test_an_alert_names_the_series_back_to_normal_since_the_last_alert(trained_settings):
+    settings = trained_settings()
+    stalled = jobs.score_day(settings, STALL_DAY)
+    was = pd.read_csv(stalled.folder / "scores.csv", keep_default_na=False)
+    was = was[was["is_anomaly"]]
+    assert len(was) >= 2
+
+    result = jobs.score_day(settings, LAST_DAY)
+    now = pd.read_csv(result.folder / "scores.csv", keep_default_na=False)
+    still = {
+        tuple(r) for r in now[now["is_anomaly"]][["channelid", "actioncode", "os_family"]].values
+    }
+    back = [
+        "/".join(r)
+        for r in was[["channelid", "actioncode", "os_family"]].values
+        if tuple(r) not in still
+    ]
+    written = (result.folder / "email.txt").read_text()
+    [line] = [text for text in written.splitlines() if text.startswith("Back inside")]
+    since, _, names = line.removesuffix(".").partition(": ")
+    assert since == f"Back inside their range since the alert of {STALL_DAY}"
+    assert sorted(names.split(", ")) == sorted(back)
+    assert "mobile/view/Android" in back

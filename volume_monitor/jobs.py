@@ -303,7 +303,7 @@ def _notice(settings, store, case: content.Scored, summary, dry_run) -> content.
     """The alert of an alerting day; for a normal day that follows alerts which reached a
     channel, its resolved notice; else None."""
     if case.decision.alert:
-        case = replace(case, days_off=_days_off(store, case))
+        case = replace(case, days_off=_days_off(store, case), recovered=_recovered(store, case))
         images = [case.folder / results.HISTOGRAM_FILE, case.folder / results.VOLUME_FILE]
         return content.build(case, summary.severity, images, settings.base_url)
     if dry_run:
@@ -531,6 +531,21 @@ def _days_off(store: state.Store, case: content.Scored) -> dict[tuple[str, ...],
             days, day = days + 1, day - dt.timedelta(days=1)
         found[labels] = days
     return found
+
+
+def _recovered(store: state.Store, case: content.Scored) -> tuple[str, list[str]]:
+    """When the monitor's last scored day (up to ``STREAK_DAYS`` back) alerted: its date, and
+    the series anomalous then that are not any more (their labels joined by ``/``)."""
+    earlier = store.days(case.monitor.name, case.day - dt.timedelta(days=STREAK_DAYS),
+                         case.day - dt.timedelta(days=1))  # fmt: skip
+    if not earlier or not earlier[-1].alert:
+        return "", []
+    then = store.history(case.monitor.name, earlier[-1].date, earlier[-1].date)
+    flagged = then[then["is_anomaly"].fillna(False).astype(bool)]
+    now = case.scored[case.scored["is_anomaly"].astype(bool)]
+    still = {content.series_labels(row, case.dimensions) for _, row in now.iterrows()}
+    labels = [content.series_labels(row, case.dimensions) for _, row in flagged.iterrows()]
+    return earlier[-1].date.isoformat(), ["/".join(label) for label in labels if label not in still]
 
 
 def _model_and_counts(settings, monitor, day, model) -> tuple[tracking.LoadedModel, pd.DataFrame]:

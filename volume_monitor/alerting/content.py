@@ -28,6 +28,7 @@ from volume_monitor.config import DEFAULT_MONITOR, MonitorSpec
 
 MAX_LISTED = 25
 MIN_GROUP = 3  # anomalous series of one segment that move the same way make a group line
+MAX_RECOVERED_NAMED = 10  # series back to normal named in an alert; the rest are counted
 PREFIX = "[volume-monitor]"
 
 
@@ -45,6 +46,8 @@ class Scored:
     model_version: str = ""
     # per listed series (its labels in dimension order): days in a row it has been anomalous
     days_off: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # the monitor's last alert (its date) and its series that are back to normal since
+    recovered: tuple[str, list[str]] = ("", [])
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class Alert:
     folder: str = ""
     images: list[str] = field(default_factory=list)
     resolves: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)  # series back to normal since the last alert
     late: str = ""  # why it is delivered late: the failure that kept it
 
     @property
@@ -185,6 +189,7 @@ def build(case: Scored, severity: str, images: Sequence[Path], base_url: str = "
         link=day_link(base_url, name, case.day.isoformat()),
         folder=str(case.folder),
         images=[str(path) for path in images],
+        recovered=[one_line(name) for name in case.recovered[1]],
     )
 
 
@@ -364,6 +369,15 @@ def _summary(case: Scored, severity: str, stalled) -> list[str]:
         )
     lines.append("Why this alert: " + "; ".join(decision.reasons) + ".")
     lines.append(f"Severity: {severity}.")
+    since, names = case.recovered
+    if names:
+        shown = ", ".join(names[:MAX_RECOVERED_NAMED])
+        more = (
+            f" and {len(names) - MAX_RECOVERED_NAMED} more"
+            if len(names) > MAX_RECOVERED_NAMED
+            else ""
+        )
+        lines.append(f"Back inside their range since the alert of {since}: {shown}{more}.")
     if decision.silenced:
         lines.append(
             f"{decision.silenced} more anomalous series are silenced and not listed "

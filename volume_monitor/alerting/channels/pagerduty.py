@@ -67,7 +67,8 @@ def _trigger(routing_key: str, alert: Alert) -> dict[str, Any]:
         details["total"] = total_line(alert.total)
     details.update({key: value for key, value in
                     (("owner", alert.owner), ("runbook", alert.runbook),
-                     ("groups", alert.groups), ("late", alert.late)) if value})  # fmt: skip
+                     ("groups", alert.groups), ("late", alert.late),
+                     ("recovered", alert.recovered)) if value})  # fmt: skip
     event: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "trigger",

@@ -16,7 +16,7 @@ message, so a receiver can drop a repeat.
                  "startsAt": "2026-06-30T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
                  "generatorURL": <link to the day>, "fingerprint": "orders/2026-06-30",
                  "late": "", "total": {...}, "series": [{labels, count, expected, ...}],
-                 "moreSeries": 0}]}
+                 "moreSeries": 0, "recovered": [<series back to normal>]}]}
 """
 
 from __future__ import annotations
@@ -103,4 +103,5 @@ def _entry(alert: Alert) -> dict[str, Any]:
             for line in alert.series
         ],
         "moreSeries": alert.more,
+        "recovered": alert.recovered,
     }
