@@ -23,8 +23,10 @@ demo: $(INSTALLED)
 	@echo "Results: results/<monitor>/<day>/. History: $(DEMO_ENV) $(VENV)/bin/volume-monitor history --monitor orders"
 	@echo "Runs and models: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
 
+# One worker per core; each test file runs whole on one worker, so its module fixtures are
+# built once.
 test: $(INSTALLED) lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
