@@ -401,3 +401,17 @@ def test_an_alert_names_the_series_back_to_normal_since_the_last_alert(trained_s
     assert since == f"Back inside their range since the alert of {STALL_DAY}"
     assert sorted(names.split(", ")) == sorted(back)
     assert "mobile/view/Android" in back
+
+
+def test_a_plot_that_cannot_be_drawn_is_left_out_with_a_warning(tmp_path, caplog):
+    from volume_monitor import plots
+
+    not_a_day = pd.DataFrame({"count": [1, 2]})  # no expected range: matplotlib cannot draw it
+    jobs._drawn(plots.plot_volume, not_a_day, tmp_path / "volume.png", "title")
+    assert not (tmp_path / "volume.png").exists()
+    [record] = [r for r in caplog.records if r.name == "volume_monitor.jobs"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith("plots: a plot is left out (plot_volume): KeyError")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OSError):  # a file that cannot be written is the results' error
+        jobs._drawn(plots.plot_histogram, [0.1, -0.2], tmp_path / "a-file" / "h.png", "t")
