@@ -157,6 +157,27 @@ def test_wrong_credentials_are_one_line_without_the_password(install):
     assert results_of(install) == before
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("deploy.py", "--date", str(LAST_DAY)), ("train.py",),
+     ("volume_monitor/cli.py", "doctor", "--no-smtp-login")],
+    ids=["deploy", "train", "doctor"],
+)  # fmt: skip
+def test_a_query_file_that_writes_is_refused_by_every_command(install, command):
+    sql = f"{counted_as('COUNT(*)')}; DELETE FROM activityhistory; SELECT 1"
+    env = {"VM_QUERY": query_file(install, sql)}
+    before = results_of(install)
+    with sqlite3.connect(install / "data" / "demo.db") as connection:
+        rows = connection.execute("SELECT COUNT(*) FROM activityhistory").fetchone()[0]
+    result = run(*command, cwd=install, **env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    said = "the query case.sql must hold exactly one statement, a SELECT; it holds 3"
+    assert said in (error_lines(result.stderr) or [result.stdout])[0] or said in result.stdout
+    with sqlite3.connect(install / "data" / "demo.db") as connection:
+        assert connection.execute("SELECT COUNT(*) FROM activityhistory").fetchone()[0] == rows
+    assert results_of(install) == before
+
+
 # --- documented treatments: scored, and the log says what was done -------------------------
 
 

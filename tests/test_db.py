@@ -21,6 +21,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.engine import make_url
 
 from conftest import QUERY
 from volume_monitor.db import (
@@ -392,3 +393,64 @@ def test_rows_stream_in_bounded_chunks_that_add_up_to_the_whole(events):
     assert as_rows(pd.concat(chunks)) == EXPECTED
     [empty] = list(fetch_chunks(engine, query, dt.date(2030, 1, 1), dt.date(2030, 1, 2)))
     assert empty.empty and list(empty.columns) == CONTRACT
+
+
+# --- the query file cannot write --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ["; DROP TABLE {table}", "; COMMIT; DROP TABLE {table}; COMMIT", ";\nDELETE FROM {table};"],
+)
+def test_a_query_file_of_several_statements_is_refused_before_it_runs(events, tail):
+    before = events.count_between(START, END)
+    sql = events.query_path.read_text(encoding="utf-8").rstrip().rstrip(";")
+    path = events.sql_file("writes.sql", sql + tail.format(table=events.name))
+    with pytest.raises(QueryError) as caught:
+        read_query(path)
+    assert str(caught.value).startswith(
+        "the query writes.sql must hold exactly one statement, a SELECT; it holds "
+    )
+    assert events.count_between(START, END) == before > 0, "the table is intact"
+
+
+def test_a_query_file_that_is_no_select_is_refused(events):
+    path = events.sql_file("update.sql", f"UPDATE {events.name} SET channelid = :start "
+                                         "WHERE created_at < :end")  # fmt: skip
+    with pytest.raises(QueryError, match=r"the query update\.sql must be a SELECT, not UPDATE"):
+        read_query(path)
+
+
+def test_a_select_that_writes_fails_in_its_read_only_transaction(events):
+    """A single SELECT calling a function that writes (here: a sequence) is stopped by the
+    read-only session, on PostgreSQL and MariaDB; SQLite's query_only refuses any write."""
+    dialect = make_url(events.url).get_backend_name()
+    before = events.count_between(START, END)
+    if dialect == "sqlite":
+        engine = make_engine(events.url)
+        with engine.connect() as connection, pytest.raises(Exception, match="readonly"):
+            connection.exec_driver_sql(f"DELETE FROM {events.name}")
+        engine.dispose()
+        assert events.count_between(START, END) == before > 0
+        return
+    sequence = f"{events.name}_seq"
+    with events.setup_engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SEQUENCE {sequence}")
+    call = f"nextval('{sequence}')" if dialect == "postgresql" else f"NEXTVAL({sequence})"
+    sql = events.query_path.read_text(encoding="utf-8").replace(
+        "COUNT(*) AS count", f"COUNT(*) + 0 * MAX({call}) AS count"
+    )
+    assert call in sql
+    try:
+        with pytest.raises(QueryError) as caught:
+            fetch(make_engine(events.url), read_query(events.sql_file("seq.sql", sql)), START, END)
+        assert "read-only" in str(caught.value).lower() or "read only" in str(caught.value).lower()
+        with events.setup_engine.connect() as connection:
+            following = connection.exec_driver_sql(
+                f"SELECT nextval('{sequence}')" if dialect == "postgresql"
+                else f"SELECT NEXTVAL({sequence})"
+            ).scalar_one()  # fmt: skip
+        assert following == 1, "the query's nextval never happened"
+    finally:
+        with events.setup_engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP SEQUENCE {sequence}")

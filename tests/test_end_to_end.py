@@ -34,7 +34,7 @@ def read_scores(folder) -> pd.DataFrame:
 def test_train_promote_deploy_flags_injected_faults(kind, tmp_path, smtp_server):
     port, inbox = smtp_server
     url = database_url_for(kind, tmp_path)
-    write_demo(make_engine(url, must_exist=False), small_spec())
+    write_demo(make_engine(url, must_exist=False, read_only=False), small_spec())
     settings = settings_in(tmp_path, VM_DATABASE_URL=url, **smtp_env(port))
 
     trained = jobs.train(settings, FIRST_DAY, LAST_DAY + dt.timedelta(days=1), promote=True)

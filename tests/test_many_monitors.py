@@ -67,9 +67,11 @@ def trained_install(request, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     (folder / "data").mkdir()
     shutil.copytree(ROOT / "sql", folder / "sql")
     (folder / "monitors.yml").write_text(MONITORS)
-    write_demo(make_engine(f"sqlite:///{folder / 'data' / 'events.db'}", False), small_spec())
+    events = make_engine(f"sqlite:///{folder / 'data' / 'events.db'}", False, read_only=False)
+    write_demo(events, small_spec())
     orders_url = database_url_for(request.param, folder)
-    write_orders_demo(make_engine(orders_url, must_exist=False), orders_spec(), replace=True)
+    orders = make_engine(orders_url, must_exist=False, read_only=False)
+    write_orders_demo(orders, orders_spec(), replace=True)
     env = {"ORDERS_URL": orders_url}
     trained = run(
         "train.py", "--start", str(FIRST_DAY), "--end", END, "--promote", cwd=folder, **env

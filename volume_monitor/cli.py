@@ -450,7 +450,7 @@ def _demo_db(settings: Settings, args: argparse.Namespace) -> int:
     orders = demo.OrdersSpec(
         last_day, days=args.days, orders_per_day=args.orders_per_day, seed=args.seed
     )
-    engine = db.make_engine(url, must_exist=False)
+    engine = db.make_engine(url, must_exist=False, read_only=False)
     try:
         events = demo.write_demo(engine, spec, replace=args.replace)
         written = demo.write_orders_demo(engine, orders, replace=args.replace)

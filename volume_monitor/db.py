@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Date, bindparam, create_engine, text
+import sqlparse
+from sqlalchemy import Date, bindparam, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql.elements import TextClause
@@ -36,9 +37,21 @@ MISSING_LABEL = "(none)"
 CHUNK_ROWS = 10_000
 
 
-def make_engine(url: str, must_exist: bool = True) -> Engine:
-    """An engine for ``url``. A SQLite file must already exist unless ``must_exist`` is false,
-    so a mistyped path is reported instead of silently creating an empty database."""
+# Each connection of a read-only engine is made read-only before its first query, so that a
+# query file that writes (a function with side effects, a data-modifying CTE) fails there.
+READ_ONLY_SESSION = {
+    "sqlite": "PRAGMA query_only = ON",
+    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "mariadb": "SET SESSION TRANSACTION READ ONLY",
+}
+
+
+def make_engine(url: str, must_exist: bool = True, read_only: bool = True) -> Engine:
+    """An engine for ``url``, read-only unless ``read_only`` is false (on SQLite, PostgreSQL
+    and MySQL/MariaDB; other dialects rely on the database user's rights). A SQLite file must
+    already exist unless ``must_exist`` is false, so a mistyped path is reported instead of
+    silently creating an empty database."""
     safe = redact_url(url)
     file = sqlite_file(url)
     if file is not None:
@@ -46,7 +59,7 @@ def make_engine(url: str, must_exist: bool = True) -> Engine:
             raise DatabaseError(f"cannot reach the database {safe}: the file does not exist")
         file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
     except NoSuchModuleError:
         raise ConfigError(f"VM_DATABASE_URL names an unknown database dialect: {safe}") from None
     except ImportError as exc:
@@ -54,6 +67,21 @@ def make_engine(url: str, must_exist: bool = True) -> Engine:
             f"the database driver for {safe} is not installed ({exc.name}); "
             "install the matching extra, e.g. pip install 'volume-monitor[postgres]'"
         ) from None
+    statement = READ_ONLY_SESSION.get(engine.dialect.name)
+    if read_only and statement:
+        event.listen(engine, "connect", lambda connection, _: _run_once(connection, statement))
+    return engine
+
+
+def _run_once(dbapi_connection, statement: str) -> None:
+    """Run ``statement`` on a new driver connection and commit it (a PostgreSQL ``SET`` is
+    undone by the rollback the pool does otherwise)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+    dbapi_connection.commit()
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -74,8 +102,11 @@ def read_sql(path: Path) -> str:
 
 
 def read_query(path: Path) -> TextClause:
-    """The SQL in ``path`` as a statement with ``:start`` and ``:end`` bound as dates."""
-    statement = text(without_comment_lines(read_sql(path)))
+    """The SQL in ``path`` as a statement with ``:start`` and ``:end`` bound as dates: exactly
+    one statement, a ``SELECT`` (or ``WITH … SELECT``)."""
+    sql = without_comment_lines(read_sql(path))
+    _check_one_select(sql, path)
+    statement = text(sql)
     names = set(statement.compile().params)
     missing = {"start", "end"} - names
     if missing:
@@ -84,6 +115,22 @@ def read_query(path: Path) -> TextClause:
             f"(missing: {', '.join(':' + m for m in sorted(missing))})"
         )
     return statement.bindparams(bindparam("start", type_=Date), bindparam("end", type_=Date))
+
+
+def _check_one_select(sql: str, path: Path) -> None:
+    """Refuse a query file holding more than one statement, or one that is not a SELECT."""
+    statements = [
+        part for part in sqlparse.split(sql)
+        if sqlparse.format(part, strip_comments=True).strip().strip(";").strip()
+    ]  # fmt: skip
+    if len(statements) != 1:
+        raise QueryError(
+            f"the query {path.name} must hold exactly one statement, a SELECT; "
+            f"it holds {len(statements)}"
+        )
+    kind = sqlparse.parse(statements[0])[0].get_type()
+    if kind != "SELECT":
+        raise QueryError(f"the query {path.name} must be a SELECT, not {kind}")
 
 
 @dataclass(frozen=True)
