@@ -29,6 +29,8 @@ DEFAULTS: dict[str, str] = {
     "VM_STATE_URL": "sqlite:///state/volume-monitor.db",
     "VM_WORKERS": "2",
     "VM_DATABASE_URL": "sqlite:///data/demo.db",
+    "VM_CONNECT_TIMEOUT": "30",
+    "VM_QUERY_TIMEOUT": "1800",
     "VM_QUERY": "sql/daily_volume.sql",
     "MLFLOW_TRACKING_URI": "sqlite:///mlruns/mlflow.db",
     "VM_EXPERIMENT": "volume-monitor",
@@ -166,6 +168,8 @@ class Settings:
     workers: int = 2
     monitors_file: Path | None = None
     ua_cache_path: Path | None = None
+    connect_timeout: float = 30.0  # seconds to connect to a monitored database
+    query_timeout: float = 1800.0  # seconds a monitor's query may run, then stopped on the server
     http_timeout: float = 10.0  # seconds for each webhook request
     delivery_timeout: float = 300.0  # seconds for each message, whatever the server does
     base_url: str = ""  # the web service's address, for links in alerts
@@ -316,6 +320,8 @@ def _build(v: Mapping[str, str]) -> Settings:
         state_url=absolute_sqlite(v["VM_STATE_URL"], "VM_STATE_URL"),
         workers=workers,
         ua_cache_path=_path(v["VM_UA_CACHE"]) if v["VM_UA_CACHE"].strip() else None,
+        connect_timeout=_number(v, "VM_CONNECT_TIMEOUT"),
+        query_timeout=_number(v, "VM_QUERY_TIMEOUT"),
         http_timeout=_number(v, "VM_HTTP_TIMEOUT"),
         delivery_timeout=_number(v, "VM_DELIVERY_TIMEOUT"),
         base_url=_base_url(v["VM_BASE_URL"]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,7 @@ import pandas as pd
 import sqlparse
 from sqlalchemy import Date, bindparam, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql.elements import TextClause
 
 from volume_monitor.config import DEFAULT_DIMENSIONS, redact_url
@@ -43,13 +44,23 @@ READ_ONLY_SESSION = {
     "sqlite": "PRAGMA query_only = ON",
     "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
     "mysql": "SET SESSION TRANSACTION READ ONLY",
-    "mariadb": "SET SESSION TRANSACTION READ ONLY",
 }
+# What a driver says when the query timeout stopped the query.
+TIMED_OUT = ("statement timeout", "max_statement_time", "max_execution_time", "interrupted")
+GRACE = 30.0  # seconds a MySQL client waits beyond the server's own query deadline
 
 
-def make_engine(url: str, must_exist: bool = True, read_only: bool = True) -> Engine:
+def make_engine(
+    url: str,
+    must_exist: bool = True,
+    read_only: bool = True,
+    connect_timeout: float | None = None,
+    query_timeout: float | None = None,
+) -> Engine:
     """An engine for ``url``, read-only unless ``read_only`` is false (on SQLite, PostgreSQL
-    and MySQL/MariaDB; other dialects rely on the database user's rights). A SQLite file must
+    and MySQL/MariaDB; other dialects rely on the database user's rights). With
+    ``connect_timeout`` a server that does not accept the connection is given up; with
+    ``query_timeout`` a query running longer is stopped on the server. A SQLite file must
     already exist unless ``must_exist`` is false, so a mistyped path is reported instead of
     silently creating an empty database."""
     safe = redact_url(url)
@@ -58,8 +69,12 @@ def make_engine(url: str, must_exist: bool = True, read_only: bool = True) -> En
         if must_exist and not file.is_file():
             raise DatabaseError(f"cannot reach the database {safe}: the file does not exist")
         file.parent.mkdir(parents=True, exist_ok=True)
+    family = _family(url)
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(
+            url, pool_pre_ping=True, connect_args=_connect_args(family, connect_timeout,
+                                                                query_timeout),
+        )  # fmt: skip
     except NoSuchModuleError:
         raise ConfigError(f"VM_DATABASE_URL names an unknown database dialect: {safe}") from None
     except ImportError as exc:
@@ -67,21 +82,64 @@ def make_engine(url: str, must_exist: bool = True, read_only: bool = True) -> En
             f"the database driver for {safe} is not installed ({exc.name}); "
             "install the matching extra, e.g. pip install 'volume-monitor[postgres]'"
         ) from None
-    statement = READ_ONLY_SESSION.get(engine.dialect.name)
-    if read_only and statement:
-        event.listen(engine, "connect", lambda connection, _: _run_once(connection, statement))
+    setup = [READ_ONLY_SESSION[family]] if read_only and family in READ_ONLY_SESSION else []
+    if setup or query_timeout or connect_timeout:
+
+        def prepare(dbapi_connection, _record) -> None:
+            _prepare(dbapi_connection, family, setup, query_timeout)
+
+        event.listen(engine, "connect", prepare)
     return engine
 
 
-def _run_once(dbapi_connection, statement: str) -> None:
-    """Run ``statement`` on a new driver connection and commit it (a PostgreSQL ``SET`` is
-    undone by the rollback the pool does otherwise)."""
+def _family(url: str) -> str:
+    """``sqlite``, ``postgresql``, ``mysql`` (MariaDB included) or another backend's name."""
+    try:
+        name = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError):
+        return ""
+    return "mysql" if name == "mariadb" else name
+
+
+def _connect_args(family: str, connect_timeout, query_timeout) -> dict:
+    args: dict = {}
+    if connect_timeout and family in ("postgresql", "mysql"):
+        args["connect_timeout"] = max(1, math.ceil(connect_timeout))
+    if connect_timeout and family == "mysql":  # also bounds the wait for the server's greeting
+        args["read_timeout"] = max(1, math.ceil(connect_timeout))
+    return args
+
+
+def _prepare(dbapi_connection, family: str, setup: list[str], query_timeout) -> None:
+    """Make a new driver connection read-only and give its queries their deadline, then
+    commit (a PostgreSQL ``SET`` is undone by the rollback the pool does otherwise)."""
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(statement)
+        for statement in setup:
+            cursor.execute(statement)
+        if query_timeout and family == "postgresql":
+            cursor.execute(f"SET statement_timeout = {math.ceil(query_timeout * 1000)}")
+        elif family == "mysql":
+            _mysql_deadline(dbapi_connection, cursor, query_timeout)
     finally:
         cursor.close()
     dbapi_connection.commit()
+    if query_timeout and family == "sqlite":
+        ends = time.monotonic() + query_timeout  # the engine serves one query: this one
+        dbapi_connection.set_progress_handler(lambda: int(time.monotonic() > ends), 100_000)
+
+
+def _mysql_deadline(dbapi_connection, cursor, seconds: float | None) -> None:
+    """MariaDB's ``max_statement_time`` (seconds), else MySQL's ``max_execution_time``; the
+    client then waits for answers up to past that deadline (its shorter wait bounded the
+    connection), or without limit when there is none."""
+    if seconds:
+        try:
+            cursor.execute(f"SET SESSION max_statement_time = {seconds:g}")
+        except Exception:  # MySQL has no such variable
+            cursor.execute(f"SET SESSION max_execution_time = {math.ceil(seconds * 1000)}")
+    if hasattr(dbapi_connection, "_read_timeout"):  # PyMySQL's, read before each answer
+        dbapi_connection._read_timeout = math.ceil(seconds + GRACE) if seconds else None
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -224,7 +282,10 @@ def fetch_chunks(
                 if not total:
                     yield check_contract(pd.DataFrame(columns=columns), contract)
         except SQLAlchemyError as exc:
-            raise QueryError(f"the query failed on {safe}: {first_line(exc)}") from None
+            reason = first_line(exc)
+            if any(word in reason for word in TIMED_OUT):
+                reason = f"it ran longer than VM_QUERY_TIMEOUT and was stopped ({reason})"
+            raise QueryError(f"the query failed on {safe}: {reason}") from None
     log.info(
         "db: %d aggregated rows for %s..%s in %.2fs", total, start, end,
         time.perf_counter() - began,

@@ -92,7 +92,7 @@ def _monitor_checks(settings: Settings, monitor: MonitorSpec, store: Check) -> l
     monitor other than ``default`` are named after it (``orders: query``)."""
     prefix = "" if monitor.name == DEFAULT_MONITOR else f"{monitor.name}: "
     found: dict[str, list[str]] = {}
-    database = _attempt(prefix + "database", lambda: _database(monitor))
+    database = _attempt(prefix + "database", lambda: _database(settings, monitor))
     query = _attempt(prefix + "query", lambda: _query(settings, monitor, database.ok, found))
     if store.ok:
         model = _attempt(prefix + "model", lambda: _model(settings, monitor, found))
@@ -125,9 +125,9 @@ def _not_run(name: str, needed: Check) -> Check:
     return Check(name, False, f"not run: the {needed.name} check failed")
 
 
-def _database(monitor: MonitorSpec) -> str:
+def _database(settings: Settings, monitor: MonitorSpec) -> str:
     safe = redact_url(monitor.database_url)
-    engine = db.make_engine(monitor.database_url)
+    engine = _engine(settings, monitor)
     try:
         with engine.connect():
             return f"{safe} reachable"
@@ -135,6 +135,15 @@ def _database(monitor: MonitorSpec) -> str:
         raise _Broken(f"cannot reach {safe}: {_reason(exc)}") from None
     finally:
         engine.dispose()
+
+
+def _engine(settings: Settings, monitor: MonitorSpec):
+    """The monitor's database, read-only, with the run's connect and query deadlines."""
+    return db.make_engine(
+        monitor.database_url,
+        connect_timeout=settings.connect_timeout,
+        query_timeout=settings.query_timeout,
+    )
 
 
 def _query(settings: Settings, monitor: MonitorSpec, database_ok: bool, found: dict) -> str:
@@ -145,7 +154,7 @@ def _query(settings: Settings, monitor: MonitorSpec, database_ok: bool, found: d
     if not database_ok:
         raise _Broken(f"{name} not run: the database check failed")
     day = clock.yesterday(settings)
-    engine = db.make_engine(monitor.database_url)
+    engine = _engine(settings, monitor)
     try:
         frame = db.fetch(engine, query, day, clock.today(settings), monitor.dimensions)
     finally:

@@ -576,7 +576,11 @@ def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.dat
     chunk (user agent → OS family, summed), so memory stays flat however many rows it returns;
     a series may appear once per chunk (``etl.prepare`` sums them). User agents seen on earlier
     nights come from ``VM_UA_CACHE``."""
-    engine = db.make_engine(monitor.database_url)
+    engine = db.make_engine(
+        monitor.database_url,
+        connect_timeout=settings.connect_timeout,
+        query_timeout=settings.query_timeout,
+    )
     query = db.read_query(monitor.query_path)
     cache = agents.FamilyCache(settings.ua_cache_path)
     chunks = db.fetch_chunks(engine, query, start, end, monitor.dimensions)

@@ -1,0 +1,127 @@
+"""Deadlines on the monitored database: a server that accepts and never answers is given up
+after ``VM_CONNECT_TIMEOUT``, a query running past ``VM_QUERY_TIMEOUT`` is stopped on the
+server itself (PostgreSQL, MariaDB) or interrupted (SQLite), each in one line; a run that
+meets one exits 1 and leaves its lock free."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from test_db import END, START, Events
+
+from conftest import LAST_DAY, error_lines, run, server_url
+from volume_monitor.db import fetch, make_engine, read_query
+from volume_monitor.errors import DatabaseError, QueryError
+
+SLOW = {  # a WHERE condition that takes about 5 s, per dialect
+    "postgresql": "(SELECT 1 FROM pg_sleep(5)) = 1",
+    "mariadb": "(SELECT SLEEP(5)) = 0",
+    "sqlite": "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+    "WHERE i < 300000000) SELECT MAX(i) FROM n) > 0",
+}
+
+
+@pytest.fixture
+def silent_port():
+    """A TCP server that accepts connections and never says a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop, accepted = threading.Event(), []
+
+    def accept():
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg2://vm@127.0.0.1:{port}/events",
+            "mysql+pymysql://vm@127.0.0.1:{port}/events"],
+    ids=["postgresql", "mariadb"],
+)  # fmt: skip
+def test_a_server_that_never_answers_is_given_up_after_the_connect_timeout(silent_port, url):
+    engine = make_engine(url.format(port=silent_port), connect_timeout=1)
+    query = read_query_for_sleep()
+    began = time.monotonic()
+    with pytest.raises(DatabaseError) as caught:
+        fetch(engine, query, START, END)
+    took = time.monotonic() - began
+    assert took < 10, took
+    message = str(caught.value)
+    assert message.startswith(f"cannot reach the database {url.split('//')[0]}//vm@127.0.0.1:")
+    assert "timeout" in message or "timed out" in message
+    assert "\n" not in message
+
+
+def read_query_for_sleep():
+    from conftest import QUERY
+
+    return read_query(QUERY)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def slow_events(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'events.db'}" if request.param == "sqlite" else None
+    table = Events(url or server_url(request.param), tmp_path)
+    sql = table.query_path.read_text(encoding="utf-8").replace(
+        "WHERE ", f"WHERE {SLOW[request.param]} AND ", 1
+    )
+    table.slow_path = table.sql_file("slow.sql", sql)
+    yield table
+    table.drop()
+
+
+def test_a_query_past_the_query_timeout_is_stopped_on_the_server(slow_events):
+    engine = make_engine(slow_events.url, query_timeout=1)
+    began = time.monotonic()
+    with pytest.raises(QueryError) as caught:
+        fetch(engine, read_query(slow_events.slow_path), START, END)
+    took = time.monotonic() - began
+    engine.dispose()
+    assert took < 4.5, f"stopped after {took:.1f} s, not at its deadline"
+    assert "it ran longer than VM_QUERY_TIMEOUT and was stopped (" in str(caught.value)
+    if make_url(slow_events.url).get_backend_name() == "postgresql":
+        with slow_events.setup_engine.connect() as connection:
+            still = connection.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(5)%' "
+                     "AND state = 'active' AND pid <> pg_backend_pid()")
+            ).scalar_one()  # fmt: skip
+        assert still == 0, "the server's query went on after the client gave up"
+
+
+@pytest.mark.parametrize("slow_events", ["postgresql"], indirect=True)
+def test_without_a_deadline_the_same_query_completes(slow_events):
+    """The control: the query only sleeps; the deadline is what stops it above."""
+    frame = fetch(make_engine(slow_events.url), read_query(slow_events.slow_path), START, END)
+    assert frame["count"].sum() == slow_events.count_between(START, END)
+
+
+def test_a_run_that_meets_the_query_timeout_exits_1_and_frees_its_lock(install):
+    slow = install / "sql" / "slow.sql"
+    slow.write_text((install / "sql" / "daily_volume.sql").read_text().replace(
+        "WHERE ", f"WHERE {SLOW['sqlite']} AND ", 1))  # fmt: skip
+    result = run("deploy.py", "--date", str(LAST_DAY), cwd=install,
+                 VM_QUERY="sql/slow.sql", VM_QUERY_TIMEOUT="1")  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = error_lines(result.stderr)
+    assert "the query failed on sqlite:///" in line
+    assert "it ran longer than VM_QUERY_TIMEOUT and was stopped (interrupted)" in line
+    again = run("deploy.py", "--date", str(LAST_DAY - dt.timedelta(days=1)), cwd=install)
+    assert again.returncode == 0, "the lock was released: " + again.stderr
