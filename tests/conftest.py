@@ -314,6 +314,33 @@ def receiver():
         server.server_close()
 
 
+@pytest.fixture
+def silent_port():
+    """A TCP server on 127.0.0.1 that accepts connections and never says a word; yields its
+    port."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop, accepted = threading.Event(), []
+
+    def accept():
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
 def smtp_env(port: int, to: str = "oncall@example.com") -> dict[str, str]:
     return {
         "SMTP_HOST": "127.0.0.1",

@@ -6,8 +6,6 @@ meets one exits 1 and leaves its lock free."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
-import threading
 import time
 
 import pytest
@@ -25,30 +23,6 @@ SLOW = {  # a WHERE condition that takes about 5 s, per dialect
     "sqlite": "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
     "WHERE i < 300000000) SELECT MAX(i) FROM n) > 0",
 }
-
-
-@pytest.fixture
-def silent_port():
-    """A TCP server that accepts connections and never says a word."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop, accepted = threading.Event(), []
-
-    def accept():
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    listener.close()
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,10 @@ import datetime as dt
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -102,39 +99,12 @@ def test_smtp_refusing_every_recipient_exits_3_and_keeps_the_alert(install, smtp
     assert inbox.messages == []
 
 
-@pytest.fixture
-def silent_smtp_port():
-    """A server that accepts connections and never says a word."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept():
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    listener.close()
-
-
-def test_smtp_hanging_times_out_with_exit_3(install, silent_smtp_port):
+def test_smtp_hanging_times_out_with_exit_3(install, silent_port):
     began = time.perf_counter()
-    result = deploy(install, **{**smtp_env(silent_smtp_port), "SMTP_TIMEOUT": "1"})
+    result = deploy(install, **{**smtp_env(silent_port), "SMTP_TIMEOUT": "1"})
     assert result.returncode == 3 and "Traceback" not in result.stderr
     [line] = error_lines(result.stderr)
-    assert (
-        f"email (127.0.0.1:{silent_smtp_port}): timed out: no answer within SMTP_TIMEOUT; " in line
-    )
+    assert f"email (127.0.0.1:{silent_port}): timed out: no answer within SMTP_TIMEOUT; " in line
     assert time.perf_counter() - began < 60
     [waiting] = outbox(install)
     assert waiting.status == "failed" and "timed out" in waiting.last_error
