@@ -255,9 +255,10 @@ def score_monitor(
     kind: str | None = None,
 ) -> ScoreResult:
     """Score ``day`` for ``monitor`` with ``model`` (default: its production model): record the
-    counts and verdict in the state store, replace ``results/<monitor>/<day>/`` whole, and
-    compose the alert when the day alerts and it was not delivered before for this model
-    version (unless ``force``). Nothing is sent here."""
+    counts and verdict in the state store, queue in the outbox the day's alert (for the
+    channels that do not have it from this model version, unless ``force``) or the resolved
+    notice it calls for, and replace ``results/<monitor>/<day>/`` whole. Nothing is sent
+    here."""
     began = time.perf_counter()
     clock.check_over(settings, day)
     model, raw = _model_and_counts(settings, monitor, day, model)
