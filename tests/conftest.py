@@ -372,6 +372,15 @@ def run(script: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedP
     )
 
 
+def start(script: str, *args: str, cwd: Path, **env: str) -> subprocess.Popen:
+    """``script`` started in the background, as :func:`run` would run it."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / script), *args], cwd=cwd,
+        env={**clean_environment(), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if " ERROR " in line or "error:" in line]
 

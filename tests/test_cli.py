@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import time
 
 from conftest import (
     FIRST_DAY,
@@ -18,6 +19,7 @@ from conftest import (
     free_port,
     run,
     settings_in,
+    start,
 )  # fmt: skip
 from volume_monitor import runlock, tracking
 
@@ -197,15 +199,32 @@ def test_smtp_down_exits_3_after_writing_results(trained_workdir):
     assert (folder / "scores.csv").is_file()
 
 
-def test_a_second_run_exits_cleanly_while_another_holds_the_lock(trained_workdir):
+def test_a_run_that_cannot_get_the_lock_in_time_fails_in_one_line(trained_workdir):
     results = trained_workdir / "results" / "default"
     with runlock.held(results):
-        blocked = run("deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir)
-    assert blocked.returncode == 0 and "Traceback" not in blocked.stderr
-    assert f"another volume-monitor run is scoring (pid {os.getpid()} since " in blocked.stderr
+        began = time.monotonic()
+        blocked = run("deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir, VM_LOCK_WAIT="1")
+        waited = time.monotonic() - began
+    assert blocked.returncode == 1 and "Traceback" not in blocked.stderr, "never exit 0 unscored"
+    [line] = error_lines(blocked.stderr)
+    assert (
+        f"another volume-monitor run held the lock of {results} (pid {os.getpid()} since " in line
+    )
+    assert line.endswith("for 1 s (VM_LOCK_WAIT): this run scored nothing")
+    assert "waiting up to 1 s for the run lock" in blocked.stderr and waited >= 1
     assert not (results / str(LAST_DAY)).exists(), "the second run did nothing"
-    after = run("deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir)
-    assert after.returncode == 0 and (results / str(LAST_DAY) / "summary.json").is_file()
+
+
+def test_a_run_that_finds_the_lock_held_waits_and_then_scores(trained_workdir):
+    results = trained_workdir / "results" / "default"
+    with runlock.held(results):
+        waiting = start("deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir)
+        time.sleep(3)
+        assert waiting.poll() is None, "it waits while the lock is held"
+    _, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert "waiting up to 3600 s for the run lock" in err
+    assert (results / str(LAST_DAY) / "summary.json").is_file(), "scored once the lock was free"
 
 
 def test_backfill_of_30_days_writes_30_folders_and_one_summary(trained_workdir):

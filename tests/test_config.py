@@ -181,6 +181,10 @@ def test_values_are_parsed(tmp_path):
         ("VM_HTTP_TIMEOUT", "0"),
         ("VM_DELIVERY_TIMEOUT", "never"),
         ("VM_BASE_URL", "vm.example.com"),
+        ("VM_LOCK_WAIT", "-1"),
+        ("VM_LOCK_WAIT", "soon"),
+        ("VM_QUERY_TIMEOUT", "0"),
+        ("VM_CONNECT_TIMEOUT", "inf"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_variable(tmp_path, key, value):

@@ -13,7 +13,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, clean_environment, error_lines, free_port, run, smtp_env
+from conftest import error_lines, free_port, run, smtp_env, start
 from volume_monitor import state
 
 LAST = dt.date(2026, 6, 30)
@@ -84,11 +83,7 @@ def deploy(install: Path, day: dt.date = LAST, **env: str) -> subprocess.Complet
 
 def started(install: Path, day: dt.date = LAST, **env: str) -> subprocess.Popen:
     """``deploy.py`` started in the background."""
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "deploy.py"), "--date", str(day)], cwd=install,
-        env={**clean_environment(), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    return start("deploy.py", "--date", str(day), cwd=install, **env)
 
 
 def delivery(install: Path, day: dt.date = LAST) -> state.Delivery | None:

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, str] = {
     "VM_MONITORS": "",
     "VM_STATE_URL": "sqlite:///state/volume-monitor.db",
     "VM_WORKERS": "2",
+    "VM_LOCK_WAIT": "3600",
     "VM_DATABASE_URL": "sqlite:///data/demo.db",
     "VM_CONNECT_TIMEOUT": "30",
     "VM_QUERY_TIMEOUT": "1800",
@@ -166,6 +167,7 @@ class Settings:
     monitors: tuple[MonitorSpec, ...]
     state_url: str = field(default="", repr=False)
     workers: int = 2
+    lock_wait: float = 3600.0  # seconds a run waits for another run of the same monitor
     monitors_file: Path | None = None
     ua_cache_path: Path | None = None
     connect_timeout: float = 30.0  # seconds to connect to a monitored database
@@ -319,6 +321,7 @@ def _build(v: Mapping[str, str]) -> Settings:
         monitors=(_default_monitor(v, smtp),),
         state_url=absolute_sqlite(v["VM_STATE_URL"], "VM_STATE_URL"),
         workers=workers,
+        lock_wait=_seconds(v, "VM_LOCK_WAIT"),
         ua_cache_path=_path(v["VM_UA_CACHE"]) if v["VM_UA_CACHE"].strip() else None,
         connect_timeout=_number(v, "VM_CONNECT_TIMEOUT"),
         query_timeout=_number(v, "VM_QUERY_TIMEOUT"),
@@ -464,6 +467,17 @@ def _number(v: Mapping[str, str], key: str) -> float:
         raise ConfigError(f"{key} must be a number, not {v[key]!r}") from None
     if not math.isfinite(number) or number <= 0:
         raise ConfigError(f"{key} must be a positive number, not {v[key]!r}")
+    return number
+
+
+def _seconds(v: Mapping[str, str], key: str) -> float:
+    """A number of seconds, 0 or more."""
+    try:
+        number = float(v[key])
+    except ValueError:
+        raise ConfigError(f"{key} must be a number of seconds, not {v[key]!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ConfigError(f"{key} must be 0 or more seconds, not {v[key]!r}")
     return number
 
 

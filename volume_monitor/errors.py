@@ -46,9 +46,8 @@ class AlertDeliveryError(VolumeMonitorError):
 
 
 class AlreadyRunningError(VolumeMonitorError):
-    """Another volume-monitor run is scoring; this one did nothing."""
-
-    exit_code = 0  # not a failure: the other run does the work
+    """Another volume-monitor run held the lock for as long as this one could wait; this one
+    scored nothing (a failure: cron must hear of a night that was not scored)."""
 
 
 class StateError(VolumeMonitorError):

@@ -158,7 +158,8 @@ def nightly(
     with state.open_store(settings.state_url) as store:
 
         def score_one(monitor: MonitorSpec) -> ScoreResult:
-            with runlock.held(results.monitor_dir(settings.results_dir, monitor.name)):
+            folder = results.monitor_dir(settings.results_dir, monitor.name)
+            with runlock.held(folder, settings.lock_wait):
                 return score_monitor(settings, store, monitor, day, dry_run=dry_run, force=force)
 
         outcomes = run_each(monitors, score_one, settings.workers)
@@ -227,7 +228,7 @@ def backfill(
     days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
     scored, undelivered = [], []
     folder = results.monitor_dir(settings.results_dir, monitor.name)
-    with runlock.held(folder), state.open_store(settings.state_url) as store:
+    with runlock.held(folder, settings.lock_wait), state.open_store(settings.state_url) as store:
         model = tracking.load_model(settings, version, monitor)
         for number, day in enumerate(days, 1):
             result = score_monitor(
