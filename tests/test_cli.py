@@ -9,6 +9,8 @@ import os
 import sqlite3
 import time
 
+import pytest
+
 from conftest import (
     FIRST_DAY,
     LAST_DAY,
@@ -197,6 +199,15 @@ def test_smtp_down_exits_3_after_writing_results(trained_workdir):
     folder = trained_workdir / "results" / "default" / str(LAST_DAY)
     assert json.loads((folder / "summary.json").read_text())["notified"] is False
     assert (folder / "scores.csv").is_file()
+
+
+@pytest.mark.parametrize("day", ["0001-01-03", "9999-12-31"])
+def test_a_date_out_of_range_is_refused_in_one_line(tmp_path, day):
+    result = run("deploy.py", "--date", day, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].endswith(
+        f"argument --date: {day} is out of range (1900-01-01 to 9999-01-01)"
+    )
 
 
 def test_a_run_that_cannot_get_the_lock_in_time_fails_in_one_line(trained_workdir):

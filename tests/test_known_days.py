@@ -52,6 +52,20 @@ def test_calendar_missing_a_column_or_file_is_a_config_error(tmp_path):
         read_calendar(tmp_path / "absent.csv")
 
 
+def test_a_calendar_saved_by_excel_with_a_bom_is_read(tmp_path):
+    path = tmp_path / "calendar.csv"
+    path.write_bytes(("\ufeff" + HEADER + "2026-12-25,Christmas,true,true\n").encode("utf-8"))
+    assert read_calendar(path)[dt.date(2026, 12, 25)].label == "Christmas"
+
+
+def test_a_calendar_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "calendar.csv"
+    path.write_bytes((HEADER + "2026-12-25,Fête,true,true\n").encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        read_calendar(path)
+    assert str(caught.value).startswith("VM_CALENDAR calendar.csv is not UTF-8 text (byte ")
+
+
 def test_suppressed_day_is_scored_annotated_and_not_emailed(trained_settings, smtp_server):
     port, inbox = smtp_server
     calendar = write_calendar(

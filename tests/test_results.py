@@ -56,6 +56,16 @@ def test_write_scores_columns_and_order(tmp_path, scored):
     assert sorted(p.name for p in tmp_path.iterdir()) == [results.SCORES_FILE]
 
 
+def test_labels_a_spreadsheet_would_run_start_with_a_quote(tmp_path, scored):
+    labels = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "plain"]
+    results.write_scores(tmp_path, scored.assign(channelid=labels))
+    table = pd.read_csv(tmp_path / results.SCORES_FILE, keep_default_na=False, dtype=str)
+    assert sorted(table["channelid"]) == sorted(
+        ['\'=HYPERLINK("http://x")', "'+1", "'-2", "'@SUM(A1)", "plain"]
+    )
+    assert list(table["count"]) == ["0", "400", "50", "100", "30"], "numbers stay numbers"
+
+
 def test_write_scores_does_not_change_the_frame(tmp_path, scored):
     before = scored.copy()
     results.write_scores(tmp_path, scored)

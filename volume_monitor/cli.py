@@ -485,11 +485,17 @@ def _positive(text: str) -> int:
     return number
 
 
+EARLIEST, LATEST = dt.date(1900, 1, 1), dt.date(9999, 1, 1)  # room for windows around a day
+
+
 def _date(text: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    if not EARLIEST <= day < LATEST:
+        raise argparse.ArgumentTypeError(f"{text} is out of range ({EARLIEST} to {LATEST})")
+    return day
 
 
 if __name__ == "__main__":

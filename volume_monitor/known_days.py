@@ -35,10 +35,14 @@ def read_calendar(path: Path | None) -> dict[dt.date, KnownDay]:
     if path is None:
         return {}
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # Excel writes a BOM
             rows = list(csv.DictReader(handle))
     except OSError as exc:
         raise ConfigError(f"cannot read VM_CALENDAR {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"VM_CALENDAR {path.name} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     if rows and set(COLUMNS) - set(rows[0]):
         missing = ", ".join(sorted(set(COLUMNS) - set(rows[0])))
         raise ConfigError(f"VM_CALENDAR {path.name} is missing the column(s) {missing}")

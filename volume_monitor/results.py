@@ -104,7 +104,8 @@ def worst_first(scored: pd.DataFrame) -> pd.DataFrame:
 def write_scores(
     folder: Path, scored: pd.DataFrame, dimensions: Sequence[str] = DEFAULT_DIMENSIONS
 ) -> Path:
-    """``scores.csv``: the contract columns, worst first (see :func:`worst_first`)."""
+    """``scores.csv``: the contract columns, worst first (see :func:`worst_first`); a label
+    that a spreadsheet would read as a formula starts with ``'`` (see :func:`as_cell`)."""
     table = scored.assign(
         date=pd.to_datetime(scored["date"]).dt.strftime("%Y-%m-%d"),
         expected_low=scored["expected_low"].astype("Int64"),
@@ -112,9 +113,21 @@ def write_scores(
         silenced=scored["silenced"] if "silenced" in scored.columns else False,
     )
     table = worst_first(table)[score_columns(dimensions)]
+    table = table.assign(**{d: as_cell(table[d]) for d in dimensions})
     return write_atomic(
         folder / SCORES_FILE, lambda p: table.to_csv(p, index=False, float_format="%.6g")
     )
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_cell(labels: pd.Series) -> pd.Series:
+    """Labels as a spreadsheet shows them and never runs them: one starting like a formula
+    (``=``, ``+``, ``-``, ``@``, tab, CR) gets a leading ``'``."""
+    text = labels.astype(str)
+    risky = text.str.startswith(FORMULA_STARTS)
+    return text.where(~risky, "'" + text)
 
 
 def write_summary(folder: Path, summary: RunSummary | dict[str, Any]) -> Path:
