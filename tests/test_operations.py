@@ -11,6 +11,7 @@ import pytest
 from conftest import FIRST_DAY, LAST_DAY, MISSING_DAY, STALL_DAY, free_port, smtp_env
 from volume_monitor import cli, clock, jobs, results, state, tracking
 from volume_monitor.errors import AlertDeliveryError, ConfigError, ModelNotFoundError
+from volume_monitor.results import RunSummary
 
 DAY = dt.timedelta(days=1)
 
@@ -131,6 +132,28 @@ def test_every_scoring_is_recorded_in_the_state_store(trained_settings):
 def test_progress_line_and_backfill_report():
     assert cli.progress_line(9, 30, LAST_DAY, width=10) == f"[###.......]  9/30 {LAST_DAY}"
     assert cli.progress_line(30, 30, LAST_DAY, width=10) == f"[##########] 30/30 {LAST_DAY}"
+
+
+def test_a_long_backfill_fits_one_screen(tmp_path):
+    """Three years before the data starts: the missing days are one range, not 830 lines."""
+    first = dt.date(2023, 1, 1)
+
+    def scored(number: int) -> jobs.ScoreResult:
+        day = first + dt.timedelta(days=number)
+        missing, alerting = number < 830, number < 830 or number % 7 == 0
+        summary = RunSummary(
+            str(day), "default", 10, 0 if missing else 3, 0.0, alerting,
+            ["missing day: the query returned no rows"] if missing else ["3 anomalous series"],
+            "models:/x@production", "1", "run", missing_day=missing,
+        )  # fmt: skip
+        return jobs.ScoreResult(tmp_path / str(day), summary)
+
+    report = cli.backfill_report([scored(n) for n in range(1095)], notified=False)
+    lines = report.splitlines()
+    assert len(lines) <= 40, len(lines)
+    assert "missing days: 830 (2023-01-01..2025-04-09 (830 days))" in lines
+    assert f"days alerting: {830 + len(range(833, 1095, 7))}" in lines
+    assert lines[-2].startswith("emails: ") and "  ... and 8 more (volume-monitor history)" in lines
 
 
 def test_a_rescore_that_finds_the_day_normal_withdraws_its_undelivered_alert(

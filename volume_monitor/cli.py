@@ -320,26 +320,44 @@ def progress_line(done: int, total: int, day: dt.date, width: int = 30) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {done:>{len(str(total))}}/{total} {day}"
 
 
+SCREEN_DAYS = 30  # alerting days listed on the backfill's closing screen
+
+
 def backfill_report(results: list[jobs.ScoreResult], notified: bool) -> str:
-    """One screen: days scored, the days that alerted and why, the missing days."""
+    """One screen: days scored, the days that alerted and why (missing days as ranges, at
+    most ``SCREEN_DAYS`` others), the missing days."""
     summaries = [r.summary for r in results]
     alerting = [s for s in summaries if s.alert]
     missing = [s.date for s in summaries if s.missing_day]
+    others = [s for s in alerting if not s.missing_day]
     versions = sorted({str(s.model_version) for s in summaries})
     first, last = summaries[0].date, summaries[-1].date
     who = "" if summaries[0].monitor == DEFAULT_MONITOR else f"{summaries[0].monitor} "
+    hidden = len(others) - SCREEN_DAYS
     lines = [
         f"{who}backfill {first}..{last}: {len(summaries)} days scored with model version "
         f"{', '.join(versions)}",
         f"days alerting: {len(alerting)}",
-        *[f"  {s.date}: {s.anomalies} anomalous; {s.reasons[0]}" for s in alerting],
-        f"missing days: {len(missing)}" + (f" ({', '.join(missing)})" if missing else ""),
+        *[f"  {s.date}: {s.anomalies} anomalous; {s.reasons[0]}" for s in others[:SCREEN_DAYS]],
+        *([f"  ... and {hidden} more (volume-monitor history)"] if hidden > 0 else []),
+        f"missing days: {len(missing)}" + (f" ({', '.join(_ranges(missing))})" if missing else ""),
         "emails: "
         + (f"{sum(s.notified for s in alerting)} sent" if notified
            else "none sent (--notify sends them); each alert is in its day's email.txt"),
         f"results in {results[0].folder.parent}",
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _ranges(days: list[str]) -> list[str]:
+    """ISO dates in order as runs of consecutive days: ``2024-01-01..2024-03-31 (91 days)``."""
+    runs: list[list[dt.date]] = []
+    for day in map(dt.date.fromisoformat, days):
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return [f"{r[0]}..{r[-1]} ({len(r)} days)" if len(r) > 1 else str(r[0]) for r in runs]
 
 
 def _promote(settings: Settings, args: argparse.Namespace) -> int:
