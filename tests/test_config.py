@@ -379,3 +379,27 @@ def test_every_setting_is_documented_in_the_env_example():
     documented = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line
                   and not line.startswith("#")}  # fmt: skip
     assert documented == set(DEFAULTS)
+
+
+def test_an_env_file_that_is_a_folder_or_not_utf8_is_one_line(tmp_path):
+    folder = tmp_path / "as-folder"
+    (folder / ".env").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"\.env is a folder, not a settings file"):
+        load_settings(env_file=folder / ".env", environ={})
+    latin = tmp_path / "latin.env"
+    latin.write_bytes("ALERT_FROM=météo@example.com\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env_file=latin, environ={})
+    assert str(caught.value) == f"{latin} is not UTF-8 text (byte 12); save it as UTF-8"
+    bom = tmp_path / "bom.env"
+    bom.write_bytes("\ufeffVM_WORKERS=3\n".encode())
+    assert load_settings(env_file=bom, environ={}).workers == 3
+
+
+def test_deploy_with_a_folder_for_env_exits_1_in_one_line(tmp_path):
+    from conftest import error_lines, run
+
+    (tmp_path / ".env").mkdir()
+    result = run("deploy.py", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert error_lines(result.stderr)[-1].endswith(".env is a folder, not a settings file")

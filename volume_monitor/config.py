@@ -7,6 +7,7 @@ cron from the install directory behaves the same as one started by hand.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -253,7 +254,7 @@ def load_settings(
     """Resolve settings: a variable set in ``environ`` wins over ``env_file``, which wins over
     the defaults. ``environ`` defaults to the process environment."""
     environ = os.environ if environ is None else environ
-    from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    from_file = _env_file(Path(env_file))
     values = {**DEFAULTS, **from_file, **{k: environ[k] for k in DEFAULTS if k in environ}}
     given = {**from_file, **environ}
     unknown = tuple(sorted(k for k in given if k.startswith("VM_") and k not in DEFAULTS))
@@ -267,6 +268,25 @@ def load_settings(
         specs = read_monitors(monitors_file, lookup, settings.smtp.recipients, defaults)
         settings = replace(settings, monitors=specs, monitors_file=monitors_file)
     return replace(settings, unknown_keys=unknown)
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    """The variables of ``path`` (none when it does not exist); a ``.env`` that cannot be
+    read, is a folder or is not UTF-8 is one line, never a traceback nor silently ignored."""
+    if not path.exists():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a settings file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the settings file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    values = dotenv_values(stream=io.StringIO(text))
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _monitors_file(value: str) -> Path | None:
