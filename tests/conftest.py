@@ -341,6 +341,20 @@ def silent_port():
     listener.close()
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KB file system, all but 16 KB of it taken."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    (mount / "filler").write_bytes(b"\0" * (240 * 1024))
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 def smtp_env(port: int, to: str = "oncall@example.com") -> dict[str, str]:
     return {
         "SMTP_HOST": "127.0.0.1",

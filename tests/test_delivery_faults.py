@@ -176,20 +176,6 @@ def test_labels_with_line_breaks_and_math_reach_the_inbox_with_their_plots(insta
 # --- the results disk ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 256 KB file system, all but 16 KB of it taken."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                             capture_output=True, text=True)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
-    (mount / "filler").write_bytes(b"\0" * (240 * 1024))
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_a_full_results_disk_fails_the_run_but_not_the_alert(install, smtp_server, small_disk):
     port, inbox = smtp_server
     result = deploy(install, **smtp_env(port), VM_RESULTS_DIR=str(small_disk / "results"))

@@ -188,3 +188,17 @@ def test_a_process_killed_mid_write_leaves_the_previous_file(install):
     assert rerun.returncode == 0, rerun.stderr
     assert results.read_summary(scores.parent)["date"] == str(LAST_DAY)
     assert scores.read_bytes() == before, "the rerun wrote the same scores again"
+
+
+def test_a_full_disk_under_the_log_is_one_warning_and_the_run_goes_on(install, small_disk):
+    (small_disk / "filler-rest").write_bytes(b"\0" * (16 * 1024))  # nothing left at all
+    log_file = small_disk / "logs" / "volume-monitor.log"
+    result = deploy(install, "--dry-run", VM_LOG_FILE=str(log_file))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Logging error" not in result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if "cannot write the log" in line]
+    assert warning.endswith(
+        f"cannot write the log file {log_file}: No space left on device; logging to the "
+        "console only"
+    )
+    assert result.stdout.startswith(f"{LAST_DAY}: ") and "results in" in result.stdout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,6 +56,28 @@ def remove_handlers() -> None:
         handler.close()
 
 
+class LogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log file. When it cannot be written (a full disk), one line on stderr
+    says so and the file is given up: the run goes on, logging to the console only."""
+
+    given_up = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.given_up:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.given_up:
+            return
+        self.given_up = True
+        error = sys.exc_info()[1]
+        reason = getattr(error, "strerror", None) or error or "unknown error"
+        sys.stderr.write(
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} WARNING volume_monitor.logs: cannot write "
+            f"the log file {self.baseFilename}: {reason}; logging to the console only\n"
+        )
+
+
 def setup_logging(log_file: Path, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     """Send the package's logs to stderr and to ``log_file`` (5 MB × 5, rotating).
 
@@ -65,9 +89,7 @@ def setup_logging(log_file: Path, level: str = "INFO", secrets: Iterable[str] = 
     secret_filter = SecretMaskFilter(secrets)
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=5_000_000, backupCount=5, encoding="utf-8"
-        )
+        file_handler = LogFile(log_file, maxBytes=5_000_000, backupCount=5, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write the log file {log_file}: {exc.strerror or exc}") from None
     for handler in (logging.StreamHandler(), file_handler):
