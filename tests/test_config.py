@@ -403,3 +403,14 @@ def test_deploy_with_a_folder_for_env_exits_1_in_one_line(tmp_path):
     result = run("deploy.py", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert error_lines(result.stderr)[-1].endswith(".env is a folder, not a settings file")
+
+
+def test_a_password_with_a_bare_at_sign_is_refused_without_showing_it(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, VM_DATABASE_URL="postgresql://vm:Pa@ss-word-9@db.example.com/events")
+    assert str(caught.value) == (
+        "VM_DATABASE_URL: the user or password holds an '@'; write it as %40"
+    )
+    encoded = load(tmp_path, VM_DATABASE_URL="postgresql://vm:Pa%40ss@db.example.com/events")
+    assert "Pa@ss" in encoded.secrets
+    assert load(tmp_path, VM_DATABASE_URL="sqlite:////srv/a@b/events.db").monitor()

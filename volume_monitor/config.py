@@ -432,7 +432,11 @@ def _required(v: Mapping[str, str], key: str) -> str:
 
 def absolute_sqlite(value: str, key: str, base: Path | None = None) -> str:
     """Validate a database URL; make a relative SQLite file path absolute (against ``base``,
-    default the working directory). ``key`` names the setting in the error."""
+    default the working directory). ``key`` names the setting in the error. A user or
+    password holding a bare ``@`` is refused: the URL would be cut there, and the rest of
+    the password shown as the host in every error."""
+    if urlsplit(value.strip()).netloc.count("@") > 1:
+        raise ConfigError(f"{key}: the user or password holds an '@'; write it as %40")
     try:
         url = make_url(value.strip())
     except (ArgumentError, ValueError):
