@@ -8,6 +8,7 @@ One broken monitor never stops the others: its error is collected in its :class:
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import tempfile
 import time
@@ -54,6 +55,9 @@ TRAINING_DAYS = 365
 MIN_TRAINING_DAYS = 60  # fewer days give each weekday baseline only a few observations
 VOLUME_PLOT_DAYS = 60
 STREAK_DAYS = 30  # how far back an alert counts the days in a row a series has been off
+# A backfill collects its cyclic garbage every so many days: the nightly job's collector runs
+# rarely (see cli.GC_THRESHOLDS), and over hundreds of days figures and frames in cycles pile up.
+COLLECT_EVERY = 30
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,8 @@ def backfill(
             if notify:
                 undelivered += [f"{day}: {f}" for f in deliver(settings, store, day, [monitor])]
             scored.append(_reread(result))
+            if number % COLLECT_EVERY == 0:
+                gc.collect()
             if progress:
                 progress(number, len(days), day)
     if undelivered:
