@@ -176,3 +176,19 @@ def test_a_rescore_that_finds_the_day_normal_withdraws_its_undelivered_alert(
 
     jobs.deploy(trained_settings(**smtp_env(port)), STALL_DAY + DAY)
     assert not [m for m in inbox.messages if "LATE" in m["Subject"]], "nothing stale is sent"
+
+
+def test_a_production_version_whose_run_was_deleted_scores_with_a_warning(trained_settings, caplog):
+    settings = trained_settings()
+    model = tracking.load_model(settings)
+    tracking.client(settings).delete_run(model.run_id)
+    with caplog.at_level("WARNING"):
+        result = jobs.score_day(settings, LAST_DAY, dry_run=True)
+    assert result.summary.model_version == model.version
+    [warning] = [
+        r.getMessage() for r in caplog.records if "was deleted in MLflow" in r.getMessage()
+    ]
+    assert warning.startswith(
+        f"tracking: volume-monitor version {model.version} comes from run {model.run_id}, "
+        "which was deleted in MLflow: it still scores"
+    )

@@ -279,7 +279,28 @@ def load_model(
                 f"this package does not trust: {untrusted.rstrip('.')}"
             ) from None
     log.info("tracking: loaded %s (version %s)", uri, found.version)
+    _warn_if_run_deleted(mlflow_client, name, found)
     return LoadedModel(detector, uri, str(found.version), found.run_id or "")
+
+
+def _warn_if_run_deleted(mlflow_client, name: str, found) -> None:
+    """A version whose training run was deleted in MLflow still scores, with a warning: its
+    parameters and metrics are gone from the UI and from ``volume-monitor runs``."""
+    from mlflow.exceptions import MlflowException
+
+    if not found.run_id:
+        return
+    try:
+        stage = mlflow_client.get_run(found.run_id).info.lifecycle_stage
+    except MlflowException:
+        stage = "deleted"  # purged for good
+    if stage == "deleted":
+        log.warning(
+            "tracking: %s version %s comes from run %s, which was deleted in MLflow: it "
+            "still scores, but its parameters and metrics are gone ('mlflow runs restore "
+            "--run-id %s' brings them back, or retrain)",
+            name, found.version, found.run_id, found.run_id,
+        )  # fmt: skip
 
 
 def _artifact_reason(exc: Exception) -> str:
