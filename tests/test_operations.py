@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import pytest
 
@@ -192,3 +193,28 @@ def test_a_production_version_whose_run_was_deleted_scores_with_a_warning(traine
         f"tracking: volume-monitor version {model.version} comes from run {model.run_id}, "
         "which was deleted in MLflow: it still scores"
     )
+
+
+def test_a_run_left_running_by_a_killed_training_is_ended_by_the_next(trained_settings, caplog):
+    import socket
+
+    from mlflow.entities import RunStatus
+
+    settings = trained_settings()
+    mlflow_client = tracking.client(settings)
+    experiment = tracking.experiment_id(settings, settings.monitor().experiment)
+    dead_pid = str(2**22 + 1)  # above Linux's largest pid: no such process
+    host = socket.gethostname()
+    stale = mlflow_client.create_run(
+        experiment, tags={tracking.PID_TAG: dead_pid, tracking.HOST_TAG: host}
+    ).info.run_id
+    alive = mlflow_client.create_run(
+        experiment, tags={tracking.PID_TAG: str(os.getpid()), tracking.HOST_TAG: host}
+    ).info.run_id
+    with caplog.at_level("WARNING"):
+        jobs.train(settings, FIRST_DAY, LAST_DAY + DAY, overrides={"n_estimators": "20"})
+    status = {r: RunStatus.to_string(RunStatus.from_string(mlflow_client.get_run(r).info.status))
+              for r in (stale, alive)}  # fmt: skip
+    assert status == {stale: "KILLED", alive: "RUNNING"}, "only the dead process's run"
+    assert any(f"run {stale} was left RUNNING" in r.getMessage() for r in caplog.records)
+    mlflow_client.set_terminated(alive)

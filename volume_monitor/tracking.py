@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -108,20 +110,55 @@ def log_training(
     Returns (run id, version)."""
     mlflow_client = client(settings)
     experiment = experiment_id(settings, monitor.experiment)
-    tags = {"monitor": monitor.name, "query_hash": detector.query_hash_}
+    tags = {"monitor": monitor.name, "query_hash": detector.query_hash_,
+            PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}  # fmt: skip
     with store_errors(settings):
+        _end_stale_runs(mlflow_client, experiment)
         run = mlflow_client.create_run(experiment, tags=tags)
         run_id = run.info.run_id
-        _log_values(mlflow_client, run_id, params, metrics)
-        for plot in plots:
-            mlflow_client.log_artifact(run_id, str(plot), artifact_path="plots")
-        with tempfile.TemporaryDirectory() as scratch:
-            saved = _save_model(detector, frame, Path(scratch) / "model")
-            mlflow_client.log_artifacts(run_id, str(saved), artifact_path="model")
-        version = _register(mlflow_client, monitor.model_name, run)
+        try:
+            _log_values(mlflow_client, run_id, params, metrics)
+            for plot in plots:
+                mlflow_client.log_artifact(run_id, str(plot), artifact_path="plots")
+            with tempfile.TemporaryDirectory() as scratch:
+                saved = _save_model(detector, frame, Path(scratch) / "model")
+                mlflow_client.log_artifacts(run_id, str(saved), artifact_path="model")
+            version = _register(mlflow_client, monitor.model_name, run)
+        except BaseException:
+            mlflow_client.set_terminated(run_id, "FAILED")
+            raise
         mlflow_client.set_terminated(run_id)
     log.info("tracking: run %s, model %s version %s", run_id, monitor.model_name, version)
     return run_id, version
+
+
+PID_TAG, HOST_TAG = "volume_monitor.pid", "volume_monitor.host"  # who logs a training run
+
+
+def _end_stale_runs(mlflow_client, experiment: str) -> None:
+    """Runs of ``experiment`` still RUNNING whose training process, on this host, is gone (a
+    ``train.py`` killed while logging) are ended as KILLED, with a warning."""
+    host = socket.gethostname()
+    found = mlflow_client.search_runs(
+        [experiment], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = "
+        f"'{_quoted(host)}'", max_results=1000,
+    )  # fmt: skip
+    for run in found:
+        pid = run.data.tags.get(PID_TAG, "")
+        if pid.isdigit() and not _alive(int(pid)):
+            mlflow_client.set_terminated(run.info.run_id, "KILLED")
+            log.warning("tracking: run %s was left RUNNING by a training process that is "
+                        "gone (pid %s); it is ended as KILLED", run.info.run_id, pid)  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _save_model(detector: VolumeDetector, frame: pd.DataFrame, path: Path) -> Path:
