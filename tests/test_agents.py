@@ -242,16 +242,25 @@ def test_a_cache_written_under_other_rules_or_unreadable_is_ignored(tmp_path, ca
     assert "cannot write the user-agent cache" in caplog.text
 
 
-def test_the_cache_keeps_the_latest_agents_when_full(tmp_path, monkeypatch):
-    from volume_monitor import agents
+def test_the_cache_forgets_the_least_recently_seen_agents_whatever_one_night_brings(tmp_path):
+    from volume_monitor.agents import FamilyCache
 
-    monkeypatch.setattr(agents, "MAX_CACHED", 3)
     path = tmp_path / "families.json"
-    old = agents.FamilyCache(path)
+    old = FamilyCache(path, limit=3)
     old.lookup([f"curl/8.{n}.0" for n in range(3)])
     old.save()
-    new = agents.FamilyCache(path)
+    new = FamilyCache(path, limit=3)
+    new.lookup(["curl/8.0.0"])  # seen again: now the most recent
     new.lookup([REAL_AGENTS["iOS"], REAL_AGENTS["Linux"]])
     new.save()
     kept = json.loads(path.read_text())["families"]
-    assert len(kept) == 3 and {REAL_AGENTS["iOS"], REAL_AGENTS["Linux"]} <= set(kept)
+    assert list(kept) == ["curl/8.0.0", REAL_AGENTS["iOS"], REAL_AGENTS["Linux"]]
+    # A night with more new agents than the cache holds: memory and file stay at the limit.
+    flood = FamilyCache(path, limit=3)
+    families = flood.lookup([f"bot/{n}" for n in range(1000)] + [REAL_AGENTS["Windows"]])
+    assert families[-1] == "Windows" and families[0] == OTHER
+    assert len(flood.families) == 3 and flood.forgotten == 1001
+    flood.save()
+    kept = json.loads(path.read_text())["families"]
+    assert list(kept) == ["bot/998", "bot/999", REAL_AGENTS["Windows"]]
+    assert len(FamilyCache(path, limit=2).families) == 2, "a smaller limit keeps the latest"

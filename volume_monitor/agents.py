@@ -7,7 +7,8 @@ installed (``ua-parser-rs``, about 200,000 strings a second, against about 1,000
 empty, unparsable or otherwise broken strings become ``Other``.
 
 :class:`FamilyCache` keeps the families found in earlier runs in a JSON file (``VM_UA_CACHE``):
-the same agents come back every night, and only new ones are parsed.
+the same agents come back every night, and only new ones are parsed. It holds at most
+``MAX_CACHED`` agents, the least recently seen forgotten first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import functools
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +30,9 @@ from volume_monitor.files import write_atomic
 log = logging.getLogger(__name__)
 
 OTHER = "Other"
-MAX_CACHED = 500_000  # agents kept in the cache file; the ones seen in the latest run first
+# Agents kept, in memory and in the file: about 40 MB at 200 bytes an agent, and 1 s to parse
+# again through the native resolver should they all come back.
+MAX_CACHED = 200_000
 
 
 @functools.lru_cache(maxsize=200_000)
@@ -82,66 +86,74 @@ def _os_domain():
 
 class FamilyCache:
     """Families of the user agents seen in earlier runs, read from and written to ``path``
-    (nothing is kept without a path). The file records the version of the parsing rules and
-    is ignored when they change; an unreadable file is ignored with a warning."""
+    (nothing is kept without a path). At most ``limit`` agents are held, in memory as in the
+    file, whatever one night brings: past it, the least recently seen are forgotten (parsed
+    again should they come back). The file records the version of the parsing rules and is
+    ignored when they change; an unreadable file is ignored with a warning."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, limit: int = MAX_CACHED):
         self.path = path
-        self.families: dict[str, str] = self._read() if path else {}
-        self.recent: dict[str, str] = {}  # the agents this run looked up
+        self.limit = limit
+        self.families: OrderedDict[str, str] = self._read() if path else OrderedDict()
+        self.looked_up = 0  # agents asked for by this run (an agent may come in two batches)
         self.added = 0
+        self.forgotten = 0
         self.parse_seconds = 0.0
 
     def lookup(self, agents: Sequence[str]) -> list[str]:
-        """The family of each of ``agents``, in order, parsing only those not cached."""
+        """The family of each of ``agents``, in order, parsing only those not cached; each of
+        them becomes the most recently seen."""
         began = time.perf_counter()
-        known = self.families.get
-        found = [known(agent) for agent in agents]
-        if None in found:
-            found = [
-                family or self._parse(agent) for agent, family in zip(agents, found, strict=True)
-            ]
+        families, seen = self.families, self.families.move_to_end
+        found = []
+        for agent in agents:
+            family = families.get(agent)
+            if family is None:
+                family = families[agent] = os_family(agent)
+                self.added += 1
+            else:
+                seen(agent)
+            found.append(family)
+        while len(families) > self.limit:
+            families.popitem(last=False)
+            self.forgotten += 1
+        self.looked_up += len(agents)
         self.parse_seconds += time.perf_counter() - began
-        self.recent.update(zip(agents, found, strict=True))
         return found
 
-    def _parse(self, agent: str) -> str:
-        family = self.families.get(agent)  # the same text twice among ``agents``
-        if family is None:
-            family = self.families[agent] = os_family(agent)
-            self.added += 1
-        return family
-
     def save(self) -> None:
-        """Write the cache when this run parsed new agents; a failure only costs a warning."""
+        """Write the cache, least recently seen first, when this run parsed new agents; a
+        failure only costs a warning."""
         if not self.path or not self.added:
             return
-        kept = self.families
-        if len(kept) > MAX_CACHED:
-            older = [(a, f) for a, f in kept.items() if a not in self.recent]
-            kept = {**dict(older[: max(MAX_CACHED - len(self.recent), 0)]), **self.recent}
-        text = json.dumps({"rules": _rules_version(), "families": kept})
+        text = json.dumps({"rules": _rules_version(), "families": self.families})
         try:
             write_atomic(self.path, lambda p: p.write_text(text, encoding="utf-8"))
         except OSError as exc:
             log.warning("agents: cannot write the user-agent cache %s: %s", self.path, exc)
             return
-        log.info("agents: %d new user agents cached (%d in %s)", self.added, len(kept), self.path)
-        self.added = 0
+        log.info(
+            "agents: %d new user agents cached (%d in %s%s)", self.added, len(self.families),
+            self.path, f"; {self.forgotten} least recently seen forgotten" if self.forgotten else "",
+        )  # fmt: skip
+        self.added = self.forgotten = 0
 
-    def _read(self) -> dict[str, str]:
+    def _read(self) -> OrderedDict[str, str]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {}
+            return OrderedDict()
         except (OSError, ValueError) as exc:
             log.warning("agents: ignoring the unreadable user-agent cache %s: %s", self.path, exc)
-            return {}
+            return OrderedDict()
         if not isinstance(data, dict) or data.get("rules") != _rules_version():
             log.info("agents: the parsing rules changed; the user-agent cache starts afresh")
-            return {}
+            return OrderedDict()
         families = data.get("families")
-        return {str(a): str(f) for a, f in families.items()} if isinstance(families, dict) else {}
+        if not isinstance(families, dict):
+            return OrderedDict()
+        kept = list(families.items())[-self.limit :]  # a file from a larger limit: the latest
+        return OrderedDict((str(a), str(f)) for a, f in kept)
 
 
 @functools.cache

@@ -596,10 +596,10 @@ def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.dat
         parts = [etl.regroup(chunk, cache, db.dimensions_of(chunk.columns)) for chunk in chunks]
     finally:
         engine.dispose()
-    if cache.added or cache.recent:
+    if cache.looked_up:
         log.info(
-            "agents: %d distinct user agents, %d new parsed in %.2fs, the rest from the cache",
-            len(cache.recent), cache.added, cache.parse_seconds,
+            "agents: %d user agents looked up, %d new parsed in %.2fs, the rest from the cache",
+            cache.looked_up, cache.added, cache.parse_seconds,
         )  # fmt: skip
         cache.save()
     return pd.concat(parts, ignore_index=True)
