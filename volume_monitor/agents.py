@@ -132,10 +132,9 @@ class FamilyCache:
         except OSError as exc:
             log.warning("agents: cannot write the user-agent cache %s: %s", self.path, exc)
             return
-        log.info(
-            "agents: %d new user agents cached (%d in %s%s)", self.added, len(self.families),
-            self.path, f"; {self.forgotten} least recently seen forgotten" if self.forgotten else "",
-        )  # fmt: skip
+        forgotten = f"; {self.forgotten} least recently seen forgotten" if self.forgotten else ""
+        log.info("agents: %d new user agents cached (%d in %s%s)", self.added,
+                 len(self.families), self.path, forgotten)  # fmt: skip
         self.added = self.forgotten = 0
 
     def _read(self) -> OrderedDict[str, str]:
