@@ -181,6 +181,22 @@ def test_a_query_file_that_writes_is_refused_by_every_command(install, command):
 # --- documented treatments: scored, and the log says what was done -------------------------
 
 
+def test_a_day_with_more_series_than_the_ceiling_is_refused_in_one_line(install):
+    before = results_of(install)
+    day = str(LAST_DAY - dt.timedelta(days=1))
+    result = run("deploy.py", "--date", day, cwd=install, VM_MAX_SERIES="50")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = error_lines(result.stderr)
+    assert line.endswith("more than VM_MAX_SERIES (50): a dimension column may hold ids; group "
+                         "by fewer or coarser columns, or raise VM_MAX_SERIES")  # fmt: skip
+    assert f"series for {day}, " in line
+    assert results_of(install) == before, "nothing written for the refused day"
+    scored = run("deploy.py", "--date", day, cwd=install)
+    assert scored.returncode == 0, "under the default ceiling the same day scores: " + scored.stderr
+    trained = run("train.py", cwd=install, VM_MAX_SERIES="50")
+    assert trained.returncode == 1 and "more than VM_MAX_SERIES (50)" in trained.stderr
+
+
 def test_extra_query_columns_are_ignored_with_a_warning(install, caplog):
     sql = (
         "SELECT DATE(created_at) AS date, channelid, actioncode, user_agent, 'eu' AS region, "

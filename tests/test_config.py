@@ -185,6 +185,10 @@ def test_values_are_parsed(tmp_path):
         ("VM_LOCK_WAIT", "soon"),
         ("VM_QUERY_TIMEOUT", "0"),
         ("VM_CONNECT_TIMEOUT", "inf"),
+        ("VM_RUN_TIMEOUT", "-5"),
+        ("VM_RUN_TIMEOUT", "2h"),
+        ("VM_MAX_SERIES", "0"),
+        ("VM_MAX_SERIES", "lots"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_variable(tmp_path, key, value):
@@ -206,6 +210,7 @@ def test_each_channel_setting_routes_the_default_monitor(tmp_path):
     assert routes["pagerduty"].min_severity == "critical" and routes["slack"].takes("warning")
     assert settings.base_url == "https://vm.example.com"
     assert (settings.http_timeout, settings.delivery_timeout) == (10.0, 300.0)
+    assert (settings.run_timeout, settings.max_series) == (7200.0, 200_000)
 
 
 def test_database_url_with_non_numeric_port_is_a_config_error(tmp_path):

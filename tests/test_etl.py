@@ -232,3 +232,48 @@ def test_complete_keeps_dimensions_categorical_unless_unknown_series_join(series
     mixed = etl.complete(stranger, series, [day])
     assert "fax" in set(mixed["channelid"].astype(str))
     assert not any(isinstance(mixed[k].dtype, pd.CategoricalDtype) for k in etl.SERIES_KEYS)
+
+
+def test_gather_sums_the_chunks_of_a_window_like_one_regroup(tmp_path):
+    """Chunks split a day's series anywhere (the same series in several chunks): whatever the
+    ceiling makes it do on the way (here a summing every 20 rows), the result is one row per
+    date and series, with the counts of a single regroup over everything."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    agents = [WIN_CHROME, WIN_FIREFOX, IPHONE]
+    rows = [
+        (day, f"c{rng.integers(12)}", f"a{rng.integers(4)}", agents[rng.integers(3)],
+         int(rng.integers(1, 50)))
+        for day in (MONDAY, TUESDAY, WEDNESDAY) for _ in range(400)
+    ]  # fmt: skip
+    raw = raw_frame(rows)
+    chunks = [raw.iloc[start : start + 37] for start in range(0, len(raw), 37)]
+    gathered = etl.gather(chunks, None, max_series=100)
+    expected = etl.regroup(raw)
+    keys = ["date", *etl.SERIES_KEYS]
+    assert not gathered.duplicated(keys).any()
+    pd.testing.assert_frame_equal(
+        gathered.sort_values(keys).reset_index(drop=True), expected.reset_index(drop=True)
+    )
+    assert gathered["count"].sum() == raw["count"].sum()
+
+
+def test_gather_refuses_a_day_with_more_series_than_the_ceiling():
+    from volume_monitor.errors import TooManySeriesError
+
+    rows = [(TUESDAY, f"user-{n}", "view", WIN_CHROME, 1) for n in range(300)]
+    raw = raw_frame(rows)
+    chunks = (raw.iloc[start : start + 10] for start in range(0, len(raw), 10))
+    with pytest.raises(TooManySeriesError) as caught:
+        etl.gather(chunks, None, max_series=100)
+    message = str(caught.value)
+    assert message.startswith("the query gave at least ") and "\n" not in message
+    assert f"series for {TUESDAY}, more than VM_MAX_SERIES (100)" in message
+    found = int(message.split("at least ")[1].split()[0].replace(",", ""))
+    assert 100 < found <= 200, "refused as soon as the ceiling is passed, not at the end"
+    days = [MONDAY + dt.timedelta(days=n % 3) for n in range(270)]
+    many_days = raw_frame(
+        [(day, f"c{n // 3}", "view", WIN_CHROME, 1) for n, day in enumerate(days)]
+    )
+    assert len(etl.gather([many_days], None, max_series=100)) == 270, "the ceiling is per day"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from volume_monitor import clock
+from volume_monitor import clock, deadline
 from volume_monitor.config import (
     DEFAULT_MONITOR,
     DEFAULTS,
@@ -93,16 +93,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging_ready = True
         warn_unknown_keys(settings)
         return args.handler(settings, args) or 0
-    except VolumeMonitorError as exc:
-        message = mask(str(exc), settings.secrets if settings else ())
-        kind = "skipped" if exc.exit_code == 0 else "error"
-        if logging_ready:
-            log.log(
-                logging.WARNING if kind == "skipped" else logging.ERROR, "%s: %s", kind, message
-            )
-        else:
-            print(f"volume-monitor: {kind}: {message}", file=sys.stderr)
-        return exc.exit_code
+    except (VolumeMonitorError, deadline.RunTimeout) as exc:
+        return _report(exc, settings, logging_ready)
+
+
+def _report(exc: BaseException, settings: Settings | None, logging_ready: bool) -> int:
+    """One line for the error that ended the run; its exit code. Past the run's deadline, the
+    deadline is the reason (the error met on the way out, e.g. the query the database stopped
+    then, is its consequence)."""
+    if deadline.expired():
+        message, code = deadline.message(deadline.limit_seconds()), 1
+    else:
+        message, code = mask(str(exc), settings.secrets if settings else ()), exc.exit_code
+    kind = "skipped" if code == 0 else "error"
+    if logging_ready:
+        log.log(logging.WARNING if kind == "skipped" else logging.ERROR, "%s: %s", kind, message)
+    else:
+        print(f"volume-monitor: {kind}: {message}", file=sys.stderr)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,9 +249,10 @@ def _one_monitor(settings: Settings, args: argparse.Namespace):
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     from volume_monitor import jobs
 
-    outcomes = jobs.train_monitors(
-        settings, args.monitor, args.start, args.end, _pairs(args.param), args.promote
-    )
+    with deadline.limit(settings.run_timeout):
+        outcomes = jobs.train_monitors(
+            settings, args.monitor, args.start, args.end, _pairs(args.param), args.promote
+        )
     for outcome in outcomes:
         if outcome.error is None:
             result, monitor = outcome.result, settings.monitor(outcome.monitor)
@@ -262,7 +271,8 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     if args.notify or args.model:
         raise ConfigError("--notify and --model go with a backfill: --start D --end D")
     day = args.date or clock.yesterday(settings)
-    report = jobs.nightly(settings, day, args.monitor, dry_run=args.dry_run, force=args.force)
+    with deadline.limit(settings.run_timeout):
+        report = jobs.nightly(settings, day, args.monitor, dry_run=args.dry_run, force=args.force)
     for outcome in report.outcomes:
         if outcome.error is None:
             print(_scored_line(outcome.monitor, outcome.result))

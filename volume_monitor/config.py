@@ -30,6 +30,8 @@ DEFAULTS: dict[str, str] = {
     "VM_STATE_URL": "sqlite:///state/volume-monitor.db",
     "VM_WORKERS": "2",
     "VM_LOCK_WAIT": "3600",
+    "VM_RUN_TIMEOUT": "7200",
+    "VM_MAX_SERIES": "200000",
     "VM_DATABASE_URL": "sqlite:///data/demo.db",
     "VM_CONNECT_TIMEOUT": "30",
     "VM_QUERY_TIMEOUT": "1800",
@@ -169,6 +171,8 @@ class Settings:
     state_url: str = field(default="", repr=False)
     workers: int = 2
     lock_wait: float = 3600.0  # seconds a run waits for another run of the same monitor
+    run_timeout: float = 7200.0  # seconds a nightly run or training may take in all (0: none)
+    max_series: int = 200_000  # series a day may hold; a query giving more is refused
     monitors_file: Path | None = None
     ua_cache_path: Path | None = None
     connect_timeout: float = 30.0  # seconds to connect to a monitored database
@@ -329,6 +333,9 @@ def _build(v: Mapping[str, str]) -> Settings:
     workers = _integer(v, "VM_WORKERS")
     if workers < 1:
         raise ConfigError("VM_WORKERS must be at least 1")
+    max_series = _integer(v, "VM_MAX_SERIES")
+    if max_series < 1:
+        raise ConfigError("VM_MAX_SERIES must be at least 1")
     return Settings(
         tracking_uri=_tracking_uri(v["MLFLOW_TRACKING_URI"]),
         model_alias=_required(v, "VM_MODEL_ALIAS"),
@@ -342,6 +349,8 @@ def _build(v: Mapping[str, str]) -> Settings:
         state_url=absolute_sqlite(v["VM_STATE_URL"], "VM_STATE_URL"),
         workers=workers,
         lock_wait=_seconds(v, "VM_LOCK_WAIT"),
+        run_timeout=_seconds(v, "VM_RUN_TIMEOUT"),
+        max_series=max_series,
         ua_cache_path=_path(v["VM_UA_CACHE"]) if v["VM_UA_CACHE"].strip() else None,
         connect_timeout=_number(v, "VM_CONNECT_TIMEOUT"),
         query_timeout=_number(v, "VM_QUERY_TIMEOUT"),

@@ -23,6 +23,10 @@ class QueryError(VolumeMonitorError):
     """The query result does not match the query contract."""
 
 
+class TooManySeriesError(QueryError):
+    """The query gave more series for a day than ``VM_MAX_SERIES``."""
+
+
 class NoDataError(VolumeMonitorError):
     """The query returned no rows for the requested window."""
 

@@ -14,7 +14,8 @@ import pandas as pd
 
 from volume_monitor.agents import FamilyCache, os_families
 from volume_monitor.config import DEFAULT_DIMENSIONS
-from volume_monitor.db import AGENT, FAMILY
+from volume_monitor.db import AGENT, FAMILY, dimensions_of
+from volume_monitor.errors import TooManySeriesError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,46 @@ def regroup(
         frame = raw.assign(os_family=os_families(raw[AGENT], cache))
     grouped = frame.groupby(["date", *keys], as_index=False, sort=True)["count"].sum()
     return grouped.astype({"count": "int64"})
+
+
+def gather(
+    chunks: Iterable[pd.DataFrame], cache: FamilyCache | None, max_series: int
+) -> pd.DataFrame:
+    """The query's chunks, each regrouped (:func:`regroup`), as one frame of counts per date
+    and series. The chunks of one day may repeat a series; the parts gathered so far are
+    summed together each time they have grown by as many rows again (at least
+    ``max_series``), so the work stays linear and no day is ever held with more than twice
+    ``max_series`` rows: past ``max_series`` series, :class:`TooManySeriesError`."""
+    parts: list[pd.DataFrame] = []
+    gathered, since = None, 0
+    for chunk in chunks:
+        part = regroup(chunk, cache, dimensions_of(chunk.columns))
+        parts.append(part)
+        since += len(part)
+        if since >= max(max_series, 0 if gathered is None else len(gathered)):
+            gathered, parts, since = _summed([gathered, *parts], max_series), [], 0
+    if not parts:
+        return gathered if gathered is not None else pd.DataFrame()
+    return _summed([gathered, *parts], max_series)
+
+
+def _summed(parts: list[pd.DataFrame | None], max_series: int) -> pd.DataFrame:
+    """``parts`` as one frame, one row per date and series; refused past ``max_series``
+    series on a day."""
+    present = [part for part in parts if part is not None]
+    frame = pd.concat(present, ignore_index=True) if len(present) > 1 else present[0]
+    if len(present) > 1:  # two chunks may hold the same series: summed
+        keys = [column for column in frame.columns if column != "count"]
+        frame = frame.groupby(keys, as_index=False, sort=False, observed=True)["count"].sum()
+    per_day = frame["date"].value_counts()
+    if len(per_day) and per_day.iloc[0] > max_series:
+        day = pd.Timestamp(per_day.index[0]).date()
+        raise TooManySeriesError(
+            f"the query gave at least {per_day.iloc[0]:,} series for {day}, more than "
+            f"VM_MAX_SERIES ({max_series:,}): a dimension column may hold ids; group by "
+            "fewer or coarser columns, or raise VM_MAX_SERIES"
+        )
+    return frame
 
 
 def complete(

@@ -26,6 +26,7 @@ from volume_monitor import (
     agents,
     clock,
     db,
+    deadline,
     etl,
     files,
     known_days,
@@ -563,14 +564,17 @@ def _model_and_counts(settings, monitor, day, model) -> tuple[tracking.LoadedMod
     end = day + dt.timedelta(days=1)
     if model is not None:
         return model, _fetch(settings, monitor, day, end)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model") as pool:
-        loading = pool.submit(_load_for_scoring, settings, monitor)
-        try:
-            raw = _fetch(settings, monitor, day, end)
-        except VolumeMonitorError:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model")
+    loading = pool.submit(_load_for_scoring, settings, monitor)
+    try:
+        raw = _fetch(settings, monitor, day, end)
+    except VolumeMonitorError:
+        if not deadline.expired():  # past it, the run ends now, whatever the model's fate
             loading.result()  # without a model no day can be scored: its error comes first
-            raise
-        return loading.result(), raw
+        raise
+    finally:
+        pool.shutdown(wait=False)
+    return loading.result(), raw
 
 
 def _load_for_scoring(settings: Settings, monitor: MonitorSpec) -> tracking.LoadedModel:
@@ -581,19 +585,19 @@ def _load_for_scoring(settings: Settings, monitor: MonitorSpec) -> tracking.Load
 
 def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.date):
     """Counts per day and series for ``[start, end)``: the query's rows are reduced chunk by
-    chunk (user agent → OS family, summed), so memory stays flat however many rows it returns;
-    a series may appear once per chunk (``etl.prepare`` sums them). User agents seen on earlier
-    nights come from ``VM_UA_CACHE``."""
+    chunk (user agent → OS family, summed), so memory stays flat however many rows it returns,
+    and a day holding more than ``VM_MAX_SERIES`` series is refused before it costs the
+    memory. User agents seen on earlier nights come from ``VM_UA_CACHE``."""
     engine = db.make_engine(
         monitor.database_url,
         connect_timeout=settings.connect_timeout,
-        query_timeout=settings.query_timeout,
+        query_timeout=deadline.bounded(settings.query_timeout),
     )
     query = db.read_query(monitor.query_path)
     cache = agents.FamilyCache(settings.ua_cache_path)
     chunks = db.fetch_chunks(engine, query, start, end, monitor.dimensions)
     try:
-        parts = [etl.regroup(chunk, cache, db.dimensions_of(chunk.columns)) for chunk in chunks]
+        counts = etl.gather(chunks, cache, settings.max_series)
     finally:
         engine.dispose()
     if cache.looked_up:
@@ -602,7 +606,7 @@ def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.dat
             cache.looked_up, cache.added, cache.parse_seconds,
         )  # fmt: skip
         cache.save()
-    return pd.concat(parts, ignore_index=True)
+    return counts
 
 
 def _check_model_fits(model: tracking.LoadedModel, monitor: MonitorSpec, dimensions) -> None:

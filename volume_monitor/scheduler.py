@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from volume_monitor import clock, jobs
+from volume_monitor import clock, deadline, jobs
 from volume_monitor.config import Settings
 from volume_monitor.errors import AlertDeliveryError, ConfigError, VolumeMonitorError
 
@@ -21,15 +21,17 @@ def nightly(settings: Settings, names: Sequence[str] | None = None) -> int:
     day = clock.yesterday(settings)
     log.info("schedule: nightly run for %s", day)
     try:
-        report = jobs.nightly(settings, day, names)
+        with deadline.limit(settings.run_timeout):  # off the main thread: the queries only
+            report = jobs.nightly(settings, day, names)
         jobs.raise_failures(report.outcomes)
         if report.undelivered:
             raise AlertDeliveryError("; ".join(report.undelivered))
         return 0
-    except VolumeMonitorError as exc:
-        failed = exc.exit_code != 0
-        log.log(logging.ERROR if failed else logging.WARNING, "nightly run for %s: %s", day, exc)
-        return exc.exit_code
+    except (VolumeMonitorError, deadline.RunTimeout) as exc:
+        code = 1 if deadline.expired() else exc.exit_code
+        reason = deadline.message(settings.run_timeout) if deadline.expired() else exc
+        log.log(logging.ERROR if code else logging.WARNING, "nightly run for %s: %s", day, reason)
+        return code
 
 
 def build_scheduler(settings: Settings, job: Callable[[], object], blocking: bool = True):
