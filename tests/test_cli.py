@@ -21,6 +21,7 @@ from conftest import (
     free_port,
     run,
     settings_in,
+    smtp_env,
     start,
 )  # fmt: skip
 from volume_monitor import runlock, tracking
@@ -236,6 +237,70 @@ def test_a_run_that_finds_the_lock_held_waits_and_then_scores(trained_workdir):
     assert waiting.returncode == 0, err
     assert "waiting up to 3600 s for the run lock" in err
     assert (results / str(LAST_DAY) / "summary.json").is_file(), "scored once the lock was free"
+
+
+def test_the_nightly_run_goes_before_a_running_backfill_and_alerts(trained_workdir, smtp_server):
+    """The night's run meets a long backfill: it waits for the backfill's day in progress,
+    scores and alerts yesterday (a duplicated load), and the backfill then goes on to its
+    end. Neither is skipped."""
+    port, inbox = smtp_server
+    results = trained_workdir / "results" / "default"
+    first, last = LAST_DAY - dt.timedelta(days=41), LAST_DAY - dt.timedelta(days=2)
+    backfill = start("deploy.py", "--start", str(first), "--end", str(last), cwd=trained_workdir)
+    while not any(results.glob("2026-*")) and backfill.poll() is None:
+        time.sleep(0.2)
+    nightly = run("deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir, **smtp_env(port))
+    backfill_running = backfill.poll() is None
+    out, err = backfill.communicate(timeout=600)
+    assert nightly.returncode == 0, nightly.stderr
+    assert backfill_running, "the nightly run finished while the backfill still had days to do"
+    assert "waiting up to 3600 s for the run lock" in nightly.stderr
+    [message] = inbox.messages
+    subject = message["Subject"]
+    assert subject.startswith(f"[volume-monitor] {LAST_DAY}: ") and subject.endswith(" high")
+    assert backfill.returncode == 0, err
+    assert f"run(s) waiting for {results} go first" in err
+    days = (last - first).days + 1
+    assert f"backfill {first}..{last}: {days} days scored" in out
+    assert len(list(results.glob("2026-*"))) == days + 1, "every backfill day and the night"
+    assert not list(results.glob(".volume-monitor.lock.*")), "no waiting marker left behind"
+
+
+def test_two_runs_for_different_days_both_complete(trained_workdir):
+    days = [LAST_DAY, LAST_DAY - dt.timedelta(days=1)]
+    runs = [
+        start("deploy.py", "--date", str(day), "--dry-run", cwd=trained_workdir) for day in days
+    ]
+    finished = [process.communicate(timeout=300) for process in runs]
+    assert [process.returncode for process in runs] == [0, 0], finished
+    folders = trained_workdir / "results" / "default"
+    assert all((folders / str(day) / "summary.json").is_file() for day in days)
+
+
+def test_a_waiting_marker_counts_while_its_run_waits_and_not_after(tmp_path):
+    """Markers of waiting runs are counted; one left by a killed run is unlocked and removed
+    by the first run that looks."""
+    import fcntl
+
+    folder = tmp_path / "default"
+    folder.mkdir()
+    stale = folder / (runlock.WAITING + "4242.1")
+    stale.write_text("")
+    assert runlock.waiters(folder) == 0 and not stale.exists()
+    with runlock.held(folder):
+        waiting = start("volume_monitor/cli.py", "deploy", "--date", str(LAST_DAY),
+                        cwd=tmp_path, VM_RESULTS_DIR=str(tmp_path), VM_MONITORS="",
+                        VM_LOCK_WAIT="60")  # fmt: skip
+        deadline = time.monotonic() + 60
+        while runlock.waiters(folder) == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert runlock.waiters(folder) == 1
+        [marker] = folder.glob(runlock.WAITING + "*")
+        with open(marker) as handle, pytest.raises(BlockingIOError):
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        waiting.kill()
+        waiting.wait()
+    assert runlock.waiters(folder) == 0, "the killed run's marker is unlocked: removed"
 
 
 def test_backfill_of_30_days_writes_30_folders_and_one_summary(trained_workdir):

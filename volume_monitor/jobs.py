@@ -224,7 +224,8 @@ def backfill(
 ) -> list[ScoreResult]:
     """Score every day from ``start`` to ``end`` (both included) in order for one monitor
     (default: the only one), under its run lock, with the production model or the pinned
-    ``version``. Alerts are written to ``email.txt`` unless ``notify``; undelivered ones raise
+    ``version``; between days, runs waiting for the lock (tonight's) go first. Alerts are
+    written to ``email.txt`` unless ``notify``; undelivered ones raise
     :class:`AlertDeliveryError` at the end."""
     monitor = monitor or settings.monitor()
     if start > end:
@@ -233,9 +234,13 @@ def backfill(
     days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
     scored, undelivered = [], []
     folder = results.monitor_dir(settings.results_dir, monitor.name)
-    with runlock.held(folder, settings.lock_wait), state.open_store(settings.state_url) as store:
+    with (
+        runlock.held(folder, settings.lock_wait) as lock,
+        state.open_store(settings.state_url) as store,
+    ):
         model = tracking.load_model(settings, version, monitor)
         for number, day in enumerate(days, 1):
+            lock.let_waiters_first()  # a nightly run started meanwhile scores before this day
             result = score_monitor(
                 settings, store, monitor, day, dry_run=not notify, model=model, kind="backfill"
             )
