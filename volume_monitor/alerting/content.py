@@ -239,20 +239,21 @@ def series_labels(row: pd.Series, dimensions: Sequence[str]) -> tuple[str, ...]:
 def group_lines(scored: pd.DataFrame, dimensions: Sequence[str]) -> list[str]:
     """One line per value of the first dimension where at least ``MIN_GROUP`` series are
     anomalous in the same direction, e.g. ``channelid=web: 31 of 32 series high (mostly
-    duplicate)``; with a single dimension, one line for all series."""
+    duplicate)``; with a single dimension, one line for all series. Counted in one pass over
+    the day, whatever the number of values (a dimension of ids has one group per series)."""
     first = dimensions[0] if len(dimensions) > 1 else None
-    segments = scored.groupby(first, sort=True, observed=True) if first else [
-        ("all series", scored)
-    ]  # fmt: skip
+    group = scored[first] if first else pd.Series("all series", index=scored.index)
+    sizes = group.value_counts()
+    anomalous = scored[policy.sendable(scored)]
+    moved = anomalous.groupby([group[anomalous.index], anomalous["direction"]], sort=True,
+                              observed=True)["cause"]  # fmt: skip
+    counted = moved.size()
     lines = []
-    for value, rows in segments:
-        anomalous = rows[policy.sendable(rows)]
+    for (value, direction), found in counted[counted >= MIN_GROUP].items():
+        causes = moved.get_group((value, direction))
+        cause = causes.mode().iloc[0] if causes.any() else "anomalous"
         name = f"{first}={value}" if first else value
-        for direction, moved in anomalous.groupby("direction", sort=True):
-            if len(moved) < MIN_GROUP:
-                continue
-            cause = moved["cause"].mode().iloc[0] if moved["cause"].any() else "anomalous"
-            lines.append(f"{name}: {len(moved)} of {len(rows)} series {direction} (mostly {cause})")
+        lines.append(f"{name}: {found} of {sizes[value]} series {direction} (mostly {cause})")
     return lines
 
 

@@ -107,11 +107,8 @@ def stalled_segments(scored: pd.DataFrame, dimensions: Sequence[str]) -> list[tu
     if first is None:
         return [("all series", len(scored))] if len(scored) >= 2 and stopped.all() else []
     segments = stopped.groupby(scored[first].astype(str).to_numpy(), sort=True).agg(["size", "all"])
-    return [
-        (f"{first}={value}", int(row["size"]))
-        for value, row in segments.iterrows()
-        if row["size"] >= 2 and row["all"]
-    ]
+    stalled = segments.loc[(segments["size"] >= 2) & segments["all"], "size"]
+    return [(f"{first}={value}", int(size)) for value, size in stalled.items()]
 
 
 def inhibited_rows(scored: pd.DataFrame, dimensions: Sequence[str], missing_day: bool):
@@ -119,13 +116,13 @@ def inhibited_rows(scored: pd.DataFrame, dimensions: Sequence[str], missing_day:
     the rows of a stalled segment (see :func:`stalled_segments`)."""
     if missing_day:
         return np.ones(len(scored), dtype=bool)
-    inhibited = np.zeros(len(scored), dtype=bool)
-    for segment, _ in stalled_segments(scored, dimensions):
-        if segment == "all series":
-            return np.ones(len(scored), dtype=bool)
-        dimension, _, value = segment.partition("=")
-        inhibited |= scored[dimension].astype(str).to_numpy() == value
-    return inhibited
+    segments = [segment for segment, _ in stalled_segments(scored, dimensions)]
+    if not segments:
+        return np.zeros(len(scored), dtype=bool)
+    if segments == ["all series"]:
+        return np.ones(len(scored), dtype=bool)
+    values = [segment.partition("=")[2] for segment in segments]
+    return np.isin(scored[dimensions[0]].astype(str).to_numpy(), values)
 
 
 def severity(scored: pd.DataFrame, dimensions: Sequence[str], missing_day: bool) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy.sql.dml import Insert
 from volume_monitor.errors import StateError
 from volume_monitor.state import bulk
 from volume_monitor.state.frames import CountFrame
+from volume_monitor.state.records import series_key
 from volume_monitor.state.schema import OPTIONAL_COUNT_COLUMNS, daily_counts, insert_for, series
 
 BATCH_ROWS = 50_000
@@ -52,24 +53,36 @@ def write(connection: Connection, monitor: str, counts: CountFrame, source: str)
 
 
 def series_ids(connection: Connection, monitor: str, keys: list[str]) -> np.ndarray:
-    """The id of each of ``keys`` of ``monitor``, creating the series that are new."""
-    known = series_keys(connection, monitor, by_key=True)
+    """The id of each of ``keys`` of ``monitor``, creating the series that are new. Only
+    these keys are looked up: a monitor that once had a million series costs a night of 500
+    what 500 cost."""
+    known = series_keys(connection, monitor, keys)
     missing = [key for key in keys if key not in known]
     if missing:
         insert = insert_for(connection, series).on_conflict_do_nothing(
             index_elements=["monitor", "key"]
         )
         connection.execute(insert, [{"monitor": monitor, "key": key} for key in missing])
-        known = series_keys(connection, monitor, by_key=True)
+        known.update(series_keys(connection, monitor, missing))
     return np.array([known[key] for key in keys], dtype=np.int64)
 
 
-def series_keys(connection: Connection, monitor: str, by_key: bool = False) -> dict:
-    """The series of ``monitor``: id -> key, oldest first (key -> id when ``by_key``)."""
-    rows = connection.execute(
-        select(series.c.id, series.c.key).where(series.c.monitor == monitor).order_by(series.c.id)
-    ).all()
-    return {key: id_ for id_, key in rows} if by_key else dict(rows)
+def series_keys(connection: Connection, monitor: str, keys: list[str]) -> dict[str, int]:
+    """The id of each of ``keys`` that ``monitor`` has: key -> id."""
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), CHUNK):
+        query = select(series.c.key, series.c.id).where(
+            series.c.monitor == monitor, series.c.key.in_(keys[start : start + CHUNK])
+        )
+        found.update((key, id_) for key, id_ in connection.execute(query))
+    return found
+
+
+def dimension_names(connection: Connection, monitor: str) -> list[str]:
+    """The dimension names of ``monitor``'s series, in key order; [] if it has none."""
+    query = select(series.c.key).where(series.c.monitor == monitor)
+    key = connection.execute(query.order_by(series.c.id).limit(1)).scalar()
+    return list(json.loads(key)) if key is not None else []
 
 
 def _delete_days(connection: Connection, monitor: str, days: list[dt.date]) -> None:
@@ -131,12 +144,21 @@ def _executor(connection: Connection, insert: Insert) -> Callable[[dict[str, lis
 # --- reading ---------------------------------------------------------------------------
 
 
-def labels_of(connection: Connection, monitor: str) -> pd.DataFrame:
-    """The dimension values of each series of ``monitor``, indexed by series id, one column
-    per dimension in key order."""
-    keys = series_keys(connection, monitor)
+def labels_of(
+    connection: Connection, monitor: str, match: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """The dimension values of the series of ``monitor``, indexed by series id, one column
+    per dimension in key order. When ``match`` names a value for every dimension, only that
+    series is read (by its key); otherwise every series of the monitor."""
+    query = select(series.c.id, series.c.key).where(series.c.monitor == monitor)
+    names = dimension_names(connection, monitor) if match else []
+    if names and set(names) == set(match):
+        query = query.where(series.c.key == series_key({n: str(match[n]) for n in names}))
+    rows = connection.execute(query.order_by(series.c.id)).all()
     return pd.DataFrame.from_records(
-        [json.loads(key) for key in keys.values()], index=pd.Index(list(keys), dtype="int64")
+        [json.loads(key) for _, key in rows],
+        index=pd.Index([id_ for id_, _ in rows], dtype="int64"),
+        columns=names or None,
     )
 
 
@@ -148,9 +170,9 @@ def history(
     match: Mapping[str, str] | None,
 ) -> pd.DataFrame:
     """The rows of ``monitor`` on days ``start`` to ``end`` included, with their labels."""
-    labels = labels_of(connection, monitor)
+    labels = labels_of(connection, monitor, match)
     if labels.empty:
-        return empty_history([])
+        return empty_history(list(labels.columns))
     ids = matching_ids(monitor, labels, match)
     rows = _rows(connection, monitor, start, end, ids)
     return _with_labels(rows, labels)

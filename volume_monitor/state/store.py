@@ -168,10 +168,8 @@ class Store:
 
     def dimensions(self, monitor: str) -> list[str]:
         """The dimension names of ``monitor``'s series, in key order; [] if it has none."""
-        query = select(series.c.key).where(series.c.monitor == monitor)
         with self._reading() as connection:
-            key = connection.execute(query.order_by(series.c.id).limit(1)).scalar()
-        return list(json.loads(key)) if key is not None else []
+            return counts.dimension_names(connection, monitor)
 
     def monitors(self) -> list[str]:
         """The monitors having series or scored days, sorted."""
