@@ -214,15 +214,18 @@ def test_the_cache_file_keeps_families_across_runs(tmp_path):
     assert first.added == 3
     first.save()
     stored = json.loads(path.read_text())
-    assert stored["families"] == {REAL_AGENTS["iOS"]: "iOS", REAL_AGENTS["Fedora"]: "Fedora",
-                                  "": OTHER}  # fmt: skip
+    assert stored["once"] == {REAL_AGENTS["iOS"]: "iOS", REAL_AGENTS["Fedora"]: "Fedora",
+                              "": OTHER}  # fmt: skip
+    assert stored["regular"] == {}
     os_family.cache_clear()
     second = FamilyCache(path)
     more = pd.Series([REAL_AGENTS["Fedora"], REAL_AGENTS["Windows"]])
     assert list(os_families(more, second)) == ["Fedora", "Windows"]
     assert second.added == 1 and os_family.cache_info().misses == 1, "only the new agent parsed"
     second.save()
-    assert len(json.loads(path.read_text())["families"]) == 4
+    stored = json.loads(path.read_text())
+    assert stored["regular"] == {REAL_AGENTS["Fedora"]: "Fedora"}, "seen on a second run"
+    assert len(stored["once"]) == 3
 
 
 def test_a_cache_written_under_other_rules_or_unreadable_is_ignored(tmp_path, caplog):
@@ -243,24 +246,29 @@ def test_a_cache_written_under_other_rules_or_unreadable_is_ignored(tmp_path, ca
 
 
 def test_the_cache_forgets_the_least_recently_seen_agents_whatever_one_night_brings(tmp_path):
+    """At most ``limit`` agents, in memory and in the file; one-run agents go first, so a
+    night of a thousand one-off agents leaves the agents every night brings in place."""
     from volume_monitor.agents import FamilyCache
 
     path = tmp_path / "families.json"
-    old = FamilyCache(path, limit=3)
-    old.lookup([f"curl/8.{n}.0" for n in range(3)])
+    old = FamilyCache(path, limit=4)
+    old.lookup(["curl/8.0.0", "curl/8.1.0", "curl/8.2.0"])
     old.save()
-    new = FamilyCache(path, limit=3)
-    new.lookup(["curl/8.0.0"])  # seen again: now the most recent
-    new.lookup([REAL_AGENTS["iOS"], REAL_AGENTS["Linux"]])
-    new.save()
-    kept = json.loads(path.read_text())["families"]
-    assert list(kept) == ["curl/8.0.0", REAL_AGENTS["iOS"], REAL_AGENTS["Linux"]]
-    # A night with more new agents than the cache holds: memory and file stay at the limit.
-    flood = FamilyCache(path, limit=3)
+    usual = FamilyCache(path, limit=4)
+    usual.lookup(["curl/8.0.0", "curl/8.1.0"])  # a second night: regulars now
+    usual.save()
+    flood = FamilyCache(path, limit=4)
     families = flood.lookup([f"bot/{n}" for n in range(1000)] + [REAL_AGENTS["Windows"]])
     assert families[-1] == "Windows" and families[0] == OTHER
-    assert len(flood.families) == 3 and flood.forgotten == 1001
+    assert len(flood.families) == 4 and flood.forgotten == 1001 - 2 + 1
     flood.save()
-    kept = json.loads(path.read_text())["families"]
-    assert list(kept) == ["bot/998", "bot/999", REAL_AGENTS["Windows"]]
-    assert len(FamilyCache(path, limit=2).families) == 2, "a smaller limit keeps the latest"
+    stored = json.loads(path.read_text())
+    assert list(stored["regular"]) == ["curl/8.0.0", "curl/8.1.0"], "the regulars survive"
+    assert list(stored["once"]) == ["bot/999", REAL_AGENTS["Windows"]], "the latest one-offs"
+    after = FamilyCache(path, limit=4)
+    after.lookup(["curl/8.0.0", "curl/8.1.0"])
+    assert after.added == 0, "the next night parses nothing"
+    assert len(FamilyCache(path, limit=1).families) == 1, "a smaller limit keeps the latest"
+    old_format = tmp_path / "old.json"
+    old_format.write_text(json.dumps({"rules": stored["rules"], "families": {"curl/1": "Other"}}))
+    assert FamilyCache(old_format).families == {"curl/1": "Other"}, "an older file is read"

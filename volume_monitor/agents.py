@@ -8,7 +8,8 @@ empty, unparsable or otherwise broken strings become ``Other``.
 
 :class:`FamilyCache` keeps the families found in earlier runs in a JSON file (``VM_UA_CACHE``):
 the same agents come back every night, and only new ones are parsed. It holds at most
-``MAX_CACHED`` agents, the least recently seen forgotten first.
+``MAX_CACHED`` agents: past that, the least recently seen of those met on one run only are
+forgotten first.
 """
 
 from __future__ import annotations
@@ -86,73 +87,104 @@ def _os_domain():
 
 class FamilyCache:
     """Families of the user agents seen in earlier runs, read from and written to ``path``
-    (nothing is kept without a path). At most ``limit`` agents are held, in memory as in the
-    file, whatever one night brings: past it, the least recently seen are forgotten (parsed
-    again should they come back). The file records the version of the parsing rules and is
-    ignored when they change; an unreadable file is ignored with a warning."""
+    (nothing is kept without a path), in two parts: the *regular* agents, seen on two runs or
+    more, and those seen on *one* run only. At most ``limit`` agents are held, in memory as in
+    the file, whatever one night brings: past it, the least recently seen of the one-run
+    agents are forgotten first, so a night of millions of one-off agents (a bot, a crawler)
+    does not push out the agents every night brings. The file records the version of the
+    parsing rules and is ignored when they change; an unreadable file is ignored with a
+    warning."""
 
     def __init__(self, path: Path | None, limit: int = MAX_CACHED):
         self.path = path
         self.limit = limit
-        self.families: OrderedDict[str, str] = self._read() if path else OrderedDict()
+        self.regular: OrderedDict[str, str] = OrderedDict()  # seen on two runs or more
+        self.earlier: OrderedDict[str, str] = OrderedDict()  # seen on one earlier run only
+        self.tonight: OrderedDict[str, str] = OrderedDict()  # first seen by this run
         self.looked_up = 0  # agents asked for by this run (an agent may come in two batches)
-        self.added = 0
-        self.forgotten = 0
+        self.added = self.promoted = self.forgotten = 0
         self.parse_seconds = 0.0
+        if path:
+            self._read()
+
+    @property
+    def families(self) -> dict[str, str]:
+        """Every agent held, and its family."""
+        return {**self.earlier, **self.tonight, **self.regular}
 
     def lookup(self, agents: Sequence[str]) -> list[str]:
         """The family of each of ``agents``, in order, parsing only those not cached; each of
-        them becomes the most recently seen."""
+        them becomes the most recently seen, and one seen on an earlier run a regular."""
         began = time.perf_counter()
-        families, seen = self.families, self.families.move_to_end
+        regular, earlier, tonight = self.regular, self.earlier, self.tonight
         found = []
         for agent in agents:
-            family = families.get(agent)
-            if family is None:
-                family = families[agent] = os_family(agent)
-                self.added += 1
+            family = regular.get(agent)
+            if family is not None:
+                regular.move_to_end(agent)
+            elif (family := tonight.get(agent)) is not None:
+                tonight.move_to_end(agent)
+            elif (family := earlier.pop(agent, None)) is not None:
+                regular[agent] = family
+                self.promoted += 1
             else:
-                seen(agent)
+                family = tonight[agent] = os_family(agent)
+                self.added += 1
             found.append(family)
-        while len(families) > self.limit:
-            families.popitem(last=False)
-            self.forgotten += 1
+        self._trim()
         self.looked_up += len(agents)
         self.parse_seconds += time.perf_counter() - began
         return found
 
+    def _trim(self) -> None:
+        """Forget the least recently seen agents past ``limit``: one-run agents first."""
+        parts = (self.earlier, self.tonight, self.regular)
+        excess = sum(map(len, parts)) - self.limit
+        for part in parts:
+            while excess > 0 and part:
+                part.popitem(last=False)
+                excess -= 1
+                self.forgotten += 1
+
     def save(self) -> None:
-        """Write the cache, least recently seen first, when this run parsed new agents; a
-        failure only costs a warning."""
-        if not self.path or not self.added:
+        """Write the cache, least recently seen first, when this run parsed new agents or
+        found regular ones; a failure only costs a warning."""
+        if not self.path or not (self.added or self.promoted):
             return
-        text = json.dumps({"rules": _rules_version(), "families": self.families})
+        once = {**self.earlier, **self.tonight}
+        data = {"rules": _rules_version(), "regular": self.regular, "once": once}
+        text = json.dumps(data)
         try:
             write_atomic(self.path, lambda p: p.write_text(text, encoding="utf-8"))
         except OSError as exc:
             log.warning("agents: cannot write the user-agent cache %s: %s", self.path, exc)
             return
         forgotten = f"; {self.forgotten} least recently seen forgotten" if self.forgotten else ""
-        log.info("agents: %d new user agents cached (%d in %s%s)", self.added,
-                 len(self.families), self.path, forgotten)  # fmt: skip
-        self.added = self.forgotten = 0
+        log.info("agents: %d new user agents cached (%d regular, %d seen once, in %s%s)",
+                 self.added, len(self.regular), len(once), self.path, forgotten)  # fmt: skip
+        self.added = self.promoted = self.forgotten = 0
 
-    def _read(self) -> OrderedDict[str, str]:
+    def _read(self) -> None:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return OrderedDict()
+            return
         except (OSError, ValueError) as exc:
             log.warning("agents: ignoring the unreadable user-agent cache %s: %s", self.path, exc)
-            return OrderedDict()
+            return
         if not isinstance(data, dict) or data.get("rules") != _rules_version():
             log.info("agents: the parsing rules changed; the user-agent cache starts afresh")
-            return OrderedDict()
-        families = data.get("families")
-        if not isinstance(families, dict):
-            return OrderedDict()
-        kept = list(families.items())[-self.limit :]  # a file from a larger limit: the latest
-        return OrderedDict((str(a), str(f)) for a, f in kept)
+            return
+        self.regular = _families(data.get("regular"))
+        self.earlier = _families(data.get("once", data.get("families")))  # older files: once
+        self._trim()
+        self.forgotten = 0
+
+
+def _families(stored: object) -> OrderedDict[str, str]:
+    if not isinstance(stored, dict):
+        return OrderedDict()
+    return OrderedDict((str(agent), str(family)) for agent, family in stored.items())
 
 
 @functools.cache
