@@ -98,13 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(exc: BaseException, settings: Settings | None, logging_ready: bool) -> int:
-    """One line for the error that ended the run; its exit code. Past the run's deadline, the
-    deadline is the reason (the error met on the way out, e.g. the query the database stopped
-    then, is its consequence)."""
-    if deadline.expired():
-        message, code = deadline.message(deadline.limit_seconds()), 1
-    else:
-        message, code = mask(str(exc), settings.secrets if settings else ()), exc.exit_code
+    """One line for the error that ended the run (see :func:`deadline.outcome`); its exit
+    code."""
+    reason, code = deadline.outcome(exc)
+    message = mask(reason, settings.secrets if settings else ())
     kind = "skipped" if code == 0 else "error"
     if logging_ready:
         log.log(logging.WARNING if kind == "skipped" else logging.ERROR, "%s: %s", kind, message)

@@ -82,8 +82,13 @@ def expired() -> bool:
     return _expired.is_set() or (_ends is not None and time.monotonic() >= _ends)
 
 
-def limit_seconds() -> float:
-    return _limit
+def outcome(error: BaseException) -> tuple[str, int]:
+    """The reason and exit code to report for the error that ended a run: past the deadline,
+    the deadline (the error met on the way out, e.g. the query the database stopped then, is
+    its consequence)."""
+    if expired():
+        return message(_limit), 1
+    return str(error), getattr(error, "exit_code", 1)
 
 
 def bounded(seconds: float | None) -> float | None:

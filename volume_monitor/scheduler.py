@@ -28,8 +28,7 @@ def nightly(settings: Settings, names: Sequence[str] | None = None) -> int:
             raise AlertDeliveryError("; ".join(report.undelivered))
         return 0
     except (VolumeMonitorError, deadline.RunTimeout) as exc:
-        code = 1 if deadline.expired() else exc.exit_code
-        reason = deadline.message(settings.run_timeout) if deadline.expired() else exc
+        reason, code = deadline.outcome(exc)
         log.log(logging.ERROR if code else logging.WARNING, "nightly run for %s: %s", day, reason)
         return code
 
