@@ -20,26 +20,86 @@ def scenario() -> evaluate.Scenario:
 def test_scenario_injects_every_fault_kind_inside_the_window(scenario):
     labels = scenario.labels
     assert set(labels["kind"]) == {
-        "duplicate", "partial_duplicate", "stall", "stopped", "missing_day", "leak", "holiday",
-        "new_channel",
+        "duplicate", "partial_duplicate", "stall", "stopped", "missing_day", "leak",
+        "leak_onset", "day_drop", "channel_move", "repeat_incident", "new_channel", "holiday",
+        "correlated_move", "late",
     }  # fmt: skip
     assert (labels["date"] >= scenario.window_start).all()
     missing = labels.loc[labels["kind"] == "missing_day", "date"].unique()
     assert len(missing) == 1
     assert scenario.counts[scenario.counts["date"] == missing[0]].empty
-    assert labels.loc[labels["kind"] == "leak", "date"].nunique() == 4, "drops of 20% or more"
+    assert labels.loc[labels["kind"] == "leak", "date"].nunique() == 4, "drops of 30% or more"
     assert (labels.loc[labels["kind"] == "new_channel", "channelid"] == "partner").all()
     history = scenario.counts[scenario.counts["date"] < scenario.window_start]
     assert "partner" not in set(history["channelid"])
+    per_day = labels.groupby("date")["kind"].nunique()
+    assert (per_day == 1).all(), "one kind of day at a time, so each is measured alone"
+
+
+def channel_ratio(scenario, day, channel, action=None, skip_weeks=0) -> float:
+    """The channel's (or channel × action's) count on ``day`` against the median of the same
+    weekday in the four weeks before (after skipping ``skip_weeks``)."""
+    counts = scenario.counts[scenario.counts["channelid"] == channel]
+    if action is not None:
+        counts = counts[counts["actioncode"] == action]
+    totals = counts.groupby("date")["count"].sum()
+    earlier = [day - pd.Timedelta(weeks=skip_weeks + k) for k in range(1, 5)]
+    return totals.get(day, 0) / totals.reindex(earlier).median()
+
+
+def first_of(scenario, kind: str) -> pd.Series:
+    return scenario.labels[scenario.labels["kind"] == kind].iloc[0]
 
 
 def test_duplicate_doubles_the_counts_of_its_channel(scenario):
-    duplicated = scenario.labels[scenario.labels["kind"] == "duplicate"]
-    day, channel = duplicated["date"].iloc[0], duplicated["channelid"].iloc[0]
-    counts = scenario.counts[scenario.counts["channelid"] == channel]
-    on_day = counts.loc[counts["date"] == day, "count"].sum()
-    week_before = counts.loc[counts["date"] == day - pd.Timedelta(days=7), "count"].sum()
-    assert 1.7 < on_day / week_before < 2.3
+    duplicated = first_of(scenario, "duplicate")
+    assert 1.7 < channel_ratio(scenario, duplicated["date"], duplicated["channelid"]) < 2.3
+
+
+def test_a_whole_channel_moves_50_to_60_percent(scenario):
+    moved = first_of(scenario, "channel_move")
+    assert 1.35 < channel_ratio(scenario, moved["date"], moved["channelid"]) < 1.8
+
+
+def test_the_repeated_incident_first_ran_two_weeks_inside_the_training_window(scenario):
+    repeat = first_of(scenario, "repeat_incident")
+    channel, action = repeat["channelid"], repeat["actioncode"]
+    assert 1.7 < channel_ratio(scenario, repeat["date"], channel, action=action) < 2.3
+    first_day = scenario.window_start - pd.Timedelta(days=10 + 13)
+    ratios = [
+        channel_ratio(scenario, first_day + pd.Timedelta(days=k), channel, action, skip_weeks=2)
+        for k in range(14)
+    ]
+    assert all(1.6 < r < 2.5 for r in ratios), ratios
+    assert channel_ratio(scenario, first_day - pd.Timedelta(days=1), channel, action) < 1.3
+
+
+def test_holidays_are_the_countrys_and_change_each_channel_as_every_year(scenario):
+    import holidays
+
+    window = pd.date_range(scenario.window_start, scenario.last_day)
+    us = holidays.country_holidays("US", years=[2025, 2026])
+    expected = sorted(d for d in window if d.date() in us)
+    labeled = sorted(scenario.labels.loc[scenario.labels["kind"] == "holiday", "date"].unique())
+    assert labeled == expected and len(expected) == 2  # Memorial Day and Juneteenth 2026
+    in_history = [d for d in scenario.holidays if d < scenario.window_start.date()]
+    assert len(in_history) >= 3, "past holidays to learn from"
+    for day in [*expected, pd.Timestamp(in_history[-1])]:
+        assert 0.35 < channel_ratio(scenario, day, "web") < 0.7
+        assert 0.95 < channel_ratio(scenario, day, "mobile") < 1.4
+
+
+def test_correlated_moves_and_the_late_day_change_a_whole_channel_or_day_a_little(scenario):
+    moves = scenario.labels[scenario.labels["kind"] == "correlated_move"]
+    assert moves["date"].nunique() >= 5
+    for (day, channel), _ in moves.groupby(["date", "channelid"]):
+        assert 0.65 < channel_ratio(scenario, day, channel) < 1.4
+    [late] = scenario.late_days
+    assert set(scenario.labels.loc[scenario.labels["kind"] == "late", "date"]) == {
+        pd.Timestamp(late)
+    }
+    for channel in ("web", "mobile"):
+        assert 0.75 < channel_ratio(scenario, pd.Timestamp(late), channel) < 0.95
 
 
 def scored_frame(rows) -> pd.DataFrame:
