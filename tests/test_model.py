@@ -255,7 +255,7 @@ def test_latest_rows_are_each_series_and_weekdays_last_by_date():
 
 
 def test_group_medians_match_pandas_and_skip_missing_values():
-    from volume_monitor.model import _group_medians
+    from volume_monitor.detect.groups import group_medians
 
     rng = np.random.default_rng(5)
     group = rng.integers(0, 40, 5000)
@@ -263,7 +263,7 @@ def test_group_medians_match_pandas_and_skip_missing_values():
     values = rng.normal(size=5000)
     values[rng.random(5000) < 0.3] = np.nan
     values[group == 9] = np.nan  # group 9 has only missing values
-    medians, counts = _group_medians(group, values)
+    medians, counts = group_medians(group, values)
     by_group = pd.Series(values).groupby(group)
     assert np.allclose(medians, by_group.median().reindex(range(40)), equal_nan=True)
     assert list(counts) == list(by_group.count().reindex(range(40), fill_value=0))

@@ -404,6 +404,13 @@ def detector_params(overrides: dict[str, str]) -> dict[str, Any]:
         if key not in params:
             raise ConfigError(f"unknown parameter {key!r}; known: {', '.join(sorted(params))}")
         params[key] = _typed(key, text, params[key])
+    if params["holidays"]:
+        from volume_monitor.detect.calendar import public_holidays
+
+        try:
+            public_holidays(params["holidays"], [2026])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return params
 
 

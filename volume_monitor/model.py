@@ -24,20 +24,34 @@ Two feature sets:
 (Local Outlier Factor, novelty mode); ``method="zscore"`` drops it: a row is anomalous when its
 count lies outside the expected range, the robust z-score / MAD rule of data-quality tools.
 
-With baseline features, a row is also anomalous when its series moved together with the rest
-of a group it belongs to (see :func:`group_keys`: for the default monitor its channel,
-channel × action or channel × OS family): a +30% duplicate across a channel is clear as a
-group though small in each series.
+With baseline features, the series' groups are judged against their own history (see
+:mod:`volume_monitor.detect.groups`: for the default monitor the whole day, each channel, and
+channel × action and channel × OS family within it). A series is expected to follow its
+channel's move that day as far as the channel's usual range goes, and its spread is that of its
+own moves beyond the channel's. A row is also anomalous when a group it belongs to moved
+outside the group's usual range and the row moved with it: a +60% load across a channel is
+clear as a group though moderate in each series, while a channel that moves a fifth as a whole
+now and then (weather, a campaign) does so without an alert.
+
+``holidays`` (a country and subdivision of the ``holidays`` package, ``US``, ``AU-VIC``,
+``DE-BY``) gives public holidays an expectation of their own: each series' usual holiday effect
+against the same weekday around it, learnt from its past holidays, or its Sunday level until
+it has ``MIN_HOLIDAYS`` of them.
+
+With ``clean`` (the default), training rows outside their series' range are left out and the
+baselines learnt again, so a past incident does not widen what counts as normal; the number
+left out is ``excluded_rows_``.
 
 The detector learns its dimensions (the series' key columns) from the frame it is fitted on.
 
-The expected range of a series is ``band`` robust spreads around its weekday baseline, and at
+The expected range of a series is ``band`` robust spreads around its expected level, and at
 least ``min_change`` events either side of the expected count.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -48,6 +62,8 @@ from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from sklearn.svm import OneClassSVM
 
 from volume_monitor.config import DEFAULT_DIMENSIONS
+from volume_monitor.detect import groups
+from volume_monitor.detect.calendar import DAY_KINDS, HOLIDAY, day_kinds
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +74,7 @@ OCSVM_MAX_ROWS = 5000
 NOT_DIMENSIONS = ("date", "count", "weekday", "month")
 MIN_SPREAD = 0.05  # in log1p units: about ±5% of a large series
 MAD_TO_SD = 1.4826
+MIN_HOLIDAYS = 3  # past holidays of a series before it has a holiday level of its own
 DUPLICATE_MULTIPLES = (2, 3)  # a duplicated load: count / m close to the baseline
 DUPLICATE_SPREADS = 2.0  # "close": within this many spreads
 STALL_RATIO = 0.1  # at most 10% of expected
@@ -87,9 +104,11 @@ class VolumeDetector(BaseEstimator):
         recent_weeks: int = 8,
         min_change: float = 10.0,
         method: str = "iforest",
-        group_threshold: float = 7.0,
+        group_threshold: float = 3.0,
         group_member: float = 1.0,
         score_cutoff: float | None = None,
+        holidays: str = "",
+        clean: bool = True,
     ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
@@ -103,6 +122,8 @@ class VolumeDetector(BaseEstimator):
         self.group_threshold = group_threshold
         self.group_member = group_member
         self.score_cutoff = score_cutoff
+        self.holidays = holidays
+        self.clean = clean
 
     # --- fitting -------------------------------------------------------------------------
 
@@ -125,15 +146,80 @@ class VolumeDetector(BaseEstimator):
         series = frame[keys].drop_duplicates().sort_values(keys)
         self.series_ = series.astype(str).values.tolist()
         index = self._series_index(frame)
-        self.center_, self.spread_ = _baseline(
-            frame.assign(s=index), len(series), self.recent_weeks
-        )
+        found, keep = self._fit_baseline(frame, index, len(series))
+        self.excluded_rows_ = int((~keep).sum())
+        if self._grouped:
+            self.group_names_, self.group_ranges_ = groups.learn_ranges(
+                frame, keys, found, self.band, self.group_threshold
+            )
         self.encoder_ = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
         self.encoder_.fit(series.astype(str))  # the same categories as every row, far cheaper
-        raw = self._raw_features(frame, self._baseline_of(frame, index))
+        center, spread = self._baseline_of(frame, index)
+        if self._grouped:
+            bounds = groups.ranges_of_rows(frame, keys, self.group_names_, self.group_ranges_)
+            center = center + _usual_share(found, bounds)
+        raw = self._raw_features(frame, (center, spread))[keep]
         self.scaler_ = StandardScaler().fit(raw)
         self.forest_ = self._fit_outlier_model(self.scaler_.transform(raw))
         return self
+
+    def _fit_baseline(
+        self, frame: pd.DataFrame, index: np.ndarray, n_series: int
+    ) -> tuple[groups.Moves, np.ndarray]:
+        """Learn each series' level per day kind and the spread of its own moves (beyond its
+        top group's); with ``clean``, leave out of both the training rows that lie outside
+        their series' range and learn again, so a past incident does not widen "normal".
+        Returns the groups' moves over the kept rows, and which rows were kept."""
+        counts = frame["count"].to_numpy(dtype=float)
+        level = np.log1p(counts)
+        days = self._day_kinds(frame)
+        dates = frame["date"].to_numpy()
+        keep = np.ones(len(frame), dtype=bool)
+        for _ in range(2 if self.clean else 1):
+            kept = np.where(keep, level, np.nan)
+            center, recent = _centers(index, days, dates, kept, n_series, self.recent_weeks)
+            self.center_ = center[:, :7]
+            self.holiday_effect_ = _holiday_effects(index, days, dates, kept, center)
+            expected = self._row_centers(index, frame["weekday"].to_numpy(), days)
+            residual = np.where(keep, level - expected, np.nan)
+            found = self._moves(frame, residual)
+            self.spread_ = _spreads(index, found.own, recent, self.center_, n_series)
+            change = np.abs(counts - np.expm1(expected))
+            with np.errstate(invalid="ignore"):
+                unusual = np.abs(found.own) > self.band * self.spread_[index]
+            unusual &= keep & (change >= self.min_change)
+            if not self.clean or not unusual.any():
+                break
+            keep &= ~unusual
+        return found, keep
+
+    @property
+    def _grouped(self) -> bool:
+        return self.features == "baseline" and bool(self.group_threshold)
+
+    def _moves(self, frame: pd.DataFrame, residual: np.ndarray) -> groups.Moves:
+        """The groups' moves (none without the group rule: a row's own move is its
+        residual)."""
+        if not self._grouped:
+            return groups.Moves.none(residual)
+        return groups.moves(frame, self.dimensions, residual)
+
+    def _row_centers(self, index: np.ndarray, weekday: np.ndarray, days: np.ndarray):
+        """Each row's baseline level: its series' level for its weekday, moved on a holiday by
+        the series' usual holiday effect, or its Sunday level where it has none yet."""
+        center = self.center_[index, weekday]
+        if not (days == HOLIDAY).any():
+            return center
+        effect = self.holiday_effect_[index]
+        on_holiday = np.where(np.isnan(effect), self.center_[index, 6], center + effect)
+        return np.where(days == HOLIDAY, on_holiday, center)
+
+    def _day_kinds(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each row's weekday, or ``HOLIDAY`` on a public holiday of ``holidays``."""
+        where = getattr(self, "holidays", "")
+        if not where:
+            return frame["weekday"].to_numpy()
+        return day_kinds(frame["date"], where)
 
     def _fit_outlier_model(self, features: np.ndarray):
         """The fitted outlier model of ``method`` (an Isolation Forest by default); None for
@@ -172,22 +258,42 @@ class VolumeDetector(BaseEstimator):
         center, spread = self._baseline_of(frame)
         known = ~np.isnan(center)
         counts = frame["count"].to_numpy(dtype=float)
+        residual = np.log1p(counts) - center
+        found, bounds = self._group_moves(frame, residual)
+        own_level, center = center, center + _usual_share(found, bounds)
         low, high = self._expected_range(center, spread)
         scores = self._decision(frame, (center, spread))
         deviation = _deviation(counts, center, spread)
         direction = _direction(counts, low, high)
         outside = known & (direction != "")
-        with_group = self._moved_with_group(frame, deviation)
+        with_group = (
+            groups.moved_with_group(found, bounds, spread, self.group_member)
+            if bounds
+            else np.zeros(len(frame), dtype=bool)
+        )
         direction = np.where(with_group & ~outside, _sign_direction(counts, deviation), direction)
         below = scores < 0
         anomalous = below if self.features == "seed" else (outside & below) | with_group
         missing_day = frame.groupby("date")["count"].transform("sum").to_numpy() == 0
-        cause = _cause(counts, center, spread, direction, anomalous, known, missing_day)
+        cause = _cause(counts, own_level, spread, direction, anomalous, known, missing_day)
         return frame.assign(
             expected=np.expm1(center), expected_low=low, expected_high=high,
             deviation=deviation, score=scores,
             is_anomaly=anomalous, direction=direction, cause=cause,
         )  # fmt: skip
+
+    def _group_moves(
+        self, frame: pd.DataFrame, residual: np.ndarray
+    ) -> tuple[groups.Moves, list[np.ndarray]]:
+        """The groups' moves of the rows and each row's group ranges per level; no ranges
+        without the group rule, or for a model saved before groups learnt theirs."""
+        if not self._grouped or not hasattr(self, "group_ranges_"):
+            return groups.Moves.none(residual), []
+        found = groups.moves(frame, self.dimensions, residual)
+        bounds = groups.ranges_of_rows(
+            frame, self.dimensions, self.group_names_, self.group_ranges_
+        )
+        return found, bounds
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -209,8 +315,9 @@ class VolumeDetector(BaseEstimator):
         """Each row's baseline level (``log1p`` units, for its weekday) and spread; NaN for a
         series the model has not seen. ``index``: the rows' series positions, when known."""
         index = self._series_index(frame) if index is None else index
-        rows, weekday = index.clip(0), frame["weekday"].to_numpy()
-        center = np.where(index >= 0, self.center_[rows, weekday], np.nan)
+        rows = index.clip(0)
+        center = self._row_centers(rows, frame["weekday"].to_numpy(), self._day_kinds(frame))
+        center = np.where(index >= 0, center, np.nan)
         spread = np.where(index >= 0, self.spread_[rows], np.nan)
         return center, spread
 
@@ -236,34 +343,6 @@ class VolumeDetector(BaseEstimator):
         if trained_query and trained_query != query_hash:
             return "it was trained on another query: the query file has changed since; retrain"
         return None
-
-    def _moved_with_group(self, frame: pd.DataFrame, deviation: np.ndarray) -> np.ndarray:
-        """Rows whose series moved together with the rest of a group it belongs to (see
-        :func:`group_keys`) that day.
-
-        The group's evidence is the median deviation of its members times the square root of
-        their number; a member counts when the evidence reaches ``group_threshold`` and the
-        member itself moved at least ``group_member`` spreads the same way. This catches a
-        +30% load across a channel that no single series shows clearly, while one broken
-        series cannot carry a whole group."""
-        flagged = np.zeros(len(frame), dtype=bool)
-        if self.features != "baseline" or not self.group_threshold:
-            return flagged
-        codes = {key: pd.factorize(frame[key]) for key in ["date", *self.dimensions]}
-        for keys in group_keys(self.dimensions):
-            group = np.zeros(len(frame), dtype=np.int64)  # one number per day and group
-            for key in ["date", *keys]:
-                key_codes, values = codes[key]
-                group = group * len(values) + key_codes
-            group = pd.factorize(group)[0]
-            medians, counts = _group_medians(group, deviation)
-            count = counts[group]
-            evidence = medians[group] * np.sqrt(count)
-            moved = (np.sign(deviation) == np.sign(evidence)) & (
-                np.abs(deviation) >= self.group_member
-            )
-            flagged |= (np.abs(evidence) >= self.group_threshold) & (count >= 2) & moved
-        return flagged
 
     def _series_index(self, frame: pd.DataFrame) -> np.ndarray:
         """Position of each row's series among the known series, -1 for a new one."""
@@ -307,16 +386,6 @@ class VolumeDetector(BaseEstimator):
         return pd.DataFrame(self.series_, columns=self.dimensions)
 
 
-def group_keys(dimensions: list[str]) -> list[tuple[str, ...]]:
-    """The groups whose series may move together: the first dimension alone, and with each
-    other dimension (the default monitor: channel, channel × action, channel × OS family);
-    with a single dimension, all series of the day."""
-    if len(dimensions) == 1:
-        return [()]
-    first = dimensions[0]
-    return [(first,), *[(first, other) for other in dimensions[1:]]]
-
-
 def _with_date_column(frame: pd.DataFrame) -> pd.DataFrame:
     if "date" in frame.columns:
         return frame.reset_index(drop=True)
@@ -331,30 +400,62 @@ def _labels(column: pd.Series) -> pd.Series:
     return column.astype(str)
 
 
-def _baseline(
-    frame: pd.DataFrame, n_series: int, recent_weeks: int
+def _centers(
+    series: np.ndarray,
+    day: np.ndarray,
+    dates: np.ndarray,
+    level: np.ndarray,
+    n_series: int,
+    recent_weeks: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per series ``s`` and weekday: the median ``log1p(count)`` of its last ``recent_weeks``
-    observations (so a trend does not drag the level); the series median where a weekday was
-    never seen. Per series: a robust spread of the recent residuals, floored by Poisson noise
-    and ``MIN_SPREAD``."""
-    series, weekday = frame["s"].to_numpy(), frame["weekday"].to_numpy()
-    rows = _latest_rows(series, weekday, frame["date"].to_numpy(), recent_weeks)
-    recent = pd.DataFrame(
-        {
-            "s": series[rows],
-            "w": weekday[rows],
-            "y": np.log1p(frame["count"].to_numpy(dtype=float)[rows]),
-        }
-    )
+    """Per series and day kind (weekdays, then holidays): the median ``level``
+    (``log1p(count)``, NaN for a row left out) of its last ``recent_weeks`` observations, so a
+    trend does not drag it; the series median where a weekday was never seen. Also the
+    positions of those recent rows."""
+    usable = np.flatnonzero(~np.isnan(level))
+    rows = usable[_latest_rows(series[usable], day[usable], dates[usable], recent_weeks)]
+    recent = pd.DataFrame({"s": series[rows], "w": day[rows], "y": level[rows]})
     overall = recent.groupby("s")["y"].median().reindex(range(n_series)).to_numpy()
-    by_day = recent.groupby(["s", "w"])["y"].median().unstack("w")
-    center = by_day.reindex(index=range(n_series), columns=range(7)).to_numpy()
-    center = np.where(np.isnan(center), overall[:, None], center)
-    residual = (recent["y"] - center[recent["s"], recent["w"]]).abs()
-    mad = residual.groupby(recent["s"]).median().reindex(range(n_series)).to_numpy() * MAD_TO_SD
+    by_day = recent.groupby(["s", "w"])["y"].agg(["median", "size"]).unstack("w")
+    center = by_day["median"].reindex(index=range(n_series), columns=range(DAY_KINDS))
+    return np.where(center.isna(), overall[:, None], center.to_numpy()), rows
+
+
+def _holiday_effects(
+    series: np.ndarray, days: np.ndarray, dates: np.ndarray, level: np.ndarray, center
+) -> np.ndarray:
+    """Per series, the median of its past holidays' levels less the median level of the same
+    series on the same weekday one and two weeks either side (so a year's trend cancels);
+    NaN for a series with fewer than ``MIN_HOLIDAYS`` such holidays."""
+    effect = np.full(len(center), np.nan)
+    holidays = np.flatnonzero((days == HOLIDAY) & ~np.isnan(level))
+    if not len(holidays):
+        return effect
+    usual = np.where(days == HOLIDAY, np.nan, level)
+    index = pd.MultiIndex.from_arrays([series, pd.to_datetime(dates)])
+    nearby = []
+    for weeks in (-2, -1, 1, 2):
+        shifted = pd.to_datetime(dates[holidays]) + pd.Timedelta(weeks=weeks)
+        position = index.get_indexer(pd.MultiIndex.from_arrays([series[holidays], shifted]))
+        nearby.append(np.where(position >= 0, usual[position], np.nan))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a holiday with no usual day near
+        difference = level[holidays] - np.nanmedian(np.column_stack(nearby), axis=1)
+    by_series = pd.Series(difference).groupby(series[holidays]).agg(["median", "count"])
+    enough = by_series[by_series["count"] >= MIN_HOLIDAYS]
+    effect[enough.index.to_numpy()] = enough["median"].to_numpy()
+    return effect
+
+
+def _spreads(
+    series: np.ndarray, own: np.ndarray, rows: np.ndarray, center: np.ndarray, n_series: int
+) -> np.ndarray:
+    """Per series: a robust spread of its own moves over the recent ``rows``, floored by
+    Poisson noise and ``MIN_SPREAD``."""
+    recent = pd.Series(np.abs(own[rows]))
+    mad = recent.groupby(series[rows]).median().reindex(range(n_series)).to_numpy() * MAD_TO_SD
     poisson = 1.0 / np.sqrt(np.expm1(center).mean(axis=1) + 1.0)
-    return center, np.maximum.reduce([mad, poisson, np.full(n_series, MIN_SPREAD)])
+    return np.fmax.reduce([mad, poisson, np.full(n_series, MIN_SPREAD)])
 
 
 def _latest_rows(series: np.ndarray, weekday: np.ndarray, dates: np.ndarray, count: int):
@@ -362,7 +463,7 @@ def _latest_rows(series: np.ndarray, weekday: np.ndarray, dates: np.ndarray, cou
     arithmetic on one sort: a year of 20,000 series is 7.3 million rows, and sorting a frame
     of them and taking each group's tail cost 800 MB more than this."""
     order = np.lexsort((dates, weekday, series))  # by series, weekday, date
-    group = series[order].astype(np.int64) * 7 + weekday[order]
+    group = series[order].astype(np.int64) * DAY_KINDS + weekday[order]
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
     ends = np.r_[starts[1:], len(order)]
     del group
@@ -371,20 +472,15 @@ def _latest_rows(series: np.ndarray, weekday: np.ndarray, dates: np.ndarray, cou
     return order[from_end < count]
 
 
-def _group_medians(group: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The median and number of the non-NaN ``values`` of each group ``0..group.max()`` (NaN
-    and 0 for a group without any), from one sort of the values by group and value."""
-    groups = int(group.max()) + 1 if len(group) else 0
-    known = ~np.isnan(values)
-    group, values = group[known], values[known]
-    counts = np.bincount(group, minlength=groups)
-    ordered = values[np.lexsort((values, group))]
-    starts = np.cumsum(counts) - counts
-    low = np.minimum(starts + (counts - 1) // 2, max(len(ordered) - 1, 0))
-    high = np.minimum(starts + counts // 2, max(len(ordered) - 1, 0))
-    with np.errstate(invalid="ignore"):
-        medians = (ordered[low] + ordered[high]) / 2 if len(ordered) else np.full(groups, np.nan)
-    return np.where(counts > 0, medians, np.nan), counts
+def _usual_share(found: groups.Moves, bounds: list[np.ndarray]) -> np.ndarray:
+    """Per row, the part of its top group's move that day that lies within the group's usual
+    range (the move clipped to it; 0 without groups): a series is expected to follow its
+    channel that far, and no further."""
+    if not bounds:
+        return np.zeros(len(found.own))
+    move, (low, high) = found.top, bounds[found.top_level].T
+    clipped = np.clip(move, np.where(np.isnan(low), 0.0, low), np.where(np.isnan(high), 0.0, high))
+    return np.where(np.isnan(clipped), 0.0, clipped)
 
 
 def _deviation(counts: np.ndarray, center: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -416,7 +512,9 @@ def _cause(
     known: np.ndarray,
     missing_day: np.ndarray,
 ) -> np.ndarray:
-    """The likely cause of each anomalous row; ``new_series`` for series unseen in training."""
+    """The likely cause of each anomalous row, judged against the series' own baseline
+    (``center``, not moved with its group: a duplicated load is a multiple of its usual level);
+    ``new_series`` for series unseen in training."""
     expected = np.expm1(center)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = counts / np.where(expected > 0, expected, np.nan)

@@ -59,7 +59,8 @@ def score_scenario(params: dict[str, Any], scenario: Scenario) -> pd.DataFrame:
     with ``kind`` (the injected fault or odd day, or empty) beside the detector's verdict."""
     history = scenario.counts[scenario.counts["date"] < scenario.window_start]
     train = etl.add_calendar(etl.complete(history, history, history["date"].unique()))
-    detector = VolumeDetector(**params).fit(train)
+    holidays = {"holidays": scenario.holiday_country} if scenario.holiday_country else {}
+    detector = VolumeDetector(**{**holidays, **params}).fit(train)
     window = scenario.counts[scenario.counts["date"] >= scenario.window_start]
     days = pd.date_range(scenario.window_start, scenario.last_day)
     scored = detector.score(etl.add_calendar(etl.complete(window, detector.series_frame, days)))

@@ -41,7 +41,8 @@ INCIDENT_GAP = 10  # ... this many days before the window
 class Scenario:
     """A history of daily counts per series (rows with count 0 left out, as a query returns
     them), the held-back window, one label per faulty or odd series-day, the public holidays
-    of the world's country (empty: none known) and the days read before they were loaded."""
+    of the world's country (empty: none known), the days read before they were loaded, and
+    the country (and subdivision) whose holidays a monitor of this world declares."""
 
     counts: pd.DataFrame
     window_start: pd.Timestamp
@@ -49,6 +50,7 @@ class Scenario:
     labels: pd.DataFrame
     holidays: tuple[dt.date, ...] = ()
     late_days: tuple[dt.date, ...] = ()
+    holiday_country: str = ""
 
 
 def make_scenario(seed: int, days: int = 400, held_back: int = 60, events_per_day: int = 20_000):
@@ -160,6 +162,7 @@ def _with_world_days(
         labels=pd.concat([labels, *rows], ignore_index=True),
         holidays=tuple(sorted(d.date() for d in free_day)),
         late_days=(late.date(),),
+        holiday_country=HOLIDAY_COUNTRY,
     )
 
 

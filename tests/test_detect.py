@@ -1,0 +1,130 @@
+"""The detector's groups, holidays and clean training, on histories built to show each."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from volume_monitor.detect.calendar import public_holidays
+from volume_monitor.evaluate import make_scenario, metrics, score_scenario
+from volume_monitor.model import VolumeDetector
+
+CHANNELS = {"web": 1.0, "mobile": 0.8, "api": 0.3}
+SERIES = [
+    (c, a, f, int(2000 * share * a_share * f_share))
+    for c, share in CHANNELS.items()
+    for a, a_share in (("view", 0.6), ("search", 0.4))
+    for f, f_share in (("Windows", 0.5), ("iOS", 0.3), ("Android", 0.2))
+]
+HISTORY = pd.date_range(end="2026-06-30", periods=300)
+US_HOLIDAYS = public_holidays("US", [2025, 2026])
+
+
+def history(seed: int, channel_moves: bool, holiday_level: float = 1.0, incident=None):
+    """A day's counts per series: Poisson around each series' level, each channel moved by a
+    shared factor (now and then ±20% when ``channel_moves``), holidays at ``holiday_level``,
+    and ``incident`` (day → factor on web × view) on its days."""
+    rng = np.random.default_rng(seed)
+
+    def counts(day):
+        shared = {c: rng.lognormal(0, 0.02) for c in CHANNELS}
+        if channel_moves and rng.random() < 0.15:
+            shared[rng.choice(list(CHANNELS))] *= rng.choice([0.8, 1.2])
+        level = holiday_level if day.date() in US_HOLIDAYS else 1.0
+        rows = {}
+        for c, a, f, base in SERIES:
+            factor = (incident or {}).get(day, 1.0) if (c, a) == ("web", "view") else 1.0
+            rows[(c, a, f)] = int(rng.poisson(base * shared[c] * level * factor))
+        return rows
+
+    return counts
+
+
+def frame(days, counts_by_series) -> pd.DataFrame:
+    rows = [(d, *k, n) for d in days for k, n in counts_by_series(d).items()]
+    data = pd.DataFrame(rows, columns=["date", "channelid", "actioncode", "os_family", "count"])
+    data = data.assign(weekday=data["date"].dt.day_of_week, month=data["date"].dt.month)
+    return data.set_index("date")
+
+
+def scaled(factors: dict[str, float], seed: int = 99) -> pd.DataFrame:
+    """One ordinary Wednesday, each channel times its factor."""
+    rng = np.random.default_rng(seed)
+    day = pd.Timestamp("2026-07-08")
+    counts = {s[:3]: int(rng.poisson(s[3] * factors.get(s[0], 1.0))) for s in SERIES}
+    return frame([day], lambda _: counts)
+
+
+def test_a_group_that_moves_now_and_then_learns_it_and_still_catches_a_big_move():
+    moving = VolumeDetector().fit(frame(HISTORY, history(1, channel_moves=True)))
+    still = VolumeDetector().fit(frame(HISTORY, history(1, channel_moves=False)))
+    web_range = dict(zip(map(tuple, moving.group_names_[1]), moving.group_ranges_[1], strict=True))
+    still_range = dict(zip(map(tuple, still.group_names_[1]), still.group_ranges_[1], strict=True))
+    assert web_range[("web",)][1] > np.log(1.2) > still_range[("web",)][1]
+    assert not moving.score(scaled({"web": 1.2}))["is_anomaly"].any(), "a usual +20%"
+    unusual = still.score(scaled({"web": 1.2}))
+    on_web = unusual["channelid"] == "web"
+    assert unusual.loc[on_web, "is_anomaly"].all(), "never seen before: +20%"
+    assert not unusual.loc[~on_web, "is_anomaly"].any()
+    up = moving.score(scaled({"web": 1.6}))
+    web = up["channelid"] == "web"
+    assert up.loc[web, "is_anomaly"].all() and not up.loc[~web, "is_anomaly"].any()
+    assert (up.loc[web, "direction"] == "high").all()
+    normal = moving.score(scaled({}))
+    assert not normal["is_anomaly"].any()
+    whole_day = moving.score(scaled({c: 0.6 for c in CHANNELS}))
+    assert whole_day["is_anomaly"].all(), "every channel down 40%: the day as a group"
+
+
+def test_a_holiday_gets_its_own_expectation_when_the_monitor_declares_its_country():
+    counts = history(2, channel_moves=False, holiday_level=0.4)
+    train = frame(HISTORY, counts)
+    independence_day = pd.Timestamp("2026-07-03")  # observed, a Friday
+    day = frame([independence_day], counts)
+    plain = VolumeDetector().fit(train).score(day)
+    assert plain["is_anomaly"].all() and (plain["direction"] == "low").all()
+    declared = VolumeDetector(holidays="US").fit(train)
+    scored = declared.score(day)
+    assert not scored["is_anomaly"].any()
+    assert (scored["expected"] < 0.55 * scored["expected_high"].max()).any()
+    effect = declared.holiday_effect_
+    assert np.allclose(effect, np.log(0.4), atol=0.15), "each series' usual holiday effect"
+    ordinary = declared.score(frame([pd.Timestamp("2026-07-08")], counts))
+    assert not ordinary["is_anomaly"].any()
+    with pytest.raises(ValueError, match="'XX' is not a country"):
+        VolumeDetector(holidays="XX").fit(train)
+
+
+def test_a_holiday_with_too_few_past_holidays_is_treated_like_a_sunday():
+    few = pd.date_range(end="2026-06-30", periods=70)  # one US holiday (Juneteenth)
+    detector = VolumeDetector(holidays="US").fit(frame(few, history(3, False, 0.4)))
+    assert np.isnan(detector.holiday_effect_).all()
+    holiday = frame([pd.Timestamp("2026-07-03")], lambda _: {s[:3]: s[3] for s in SERIES})
+    sunday = frame([pd.Timestamp("2026-07-05")], lambda _: {s[:3]: s[3] for s in SERIES})
+    on_holiday, on_sunday = detector.score(holiday), detector.score(sunday)
+    assert np.allclose(on_holiday["expected_low"], on_sunday["expected_low"])
+
+
+def test_clean_training_keeps_a_past_incident_out_of_normal():
+    incident_days = pd.date_range("2026-06-01", periods=14)
+    counts = history(4, channel_moves=False, incident={d: 2.0 for d in incident_days})
+    train = frame(HISTORY, counts)
+    repeat = scaled({}).copy()
+    on_web_view = (repeat["channelid"] == "web") & (repeat["actioncode"] == "view")
+    repeat.loc[on_web_view, "count"] *= 2
+    clean = VolumeDetector().fit(train)
+    assert clean.excluded_rows_ >= 14 * 3
+    assert clean.score(repeat).loc[on_web_view.to_numpy(), "is_anomaly"].all()
+    kept = VolumeDetector(clean=False).fit(train)
+    assert kept.excluded_rows_ == 0
+    assert (kept.spread_ > clean.spread_).any(), "the incident widened some series' range"
+
+
+def test_the_benchmark_world_meets_its_group_and_holiday_targets():
+    scenario = make_scenario(seed=7)
+    result = metrics(score_scenario({}, scenario).assign(scenario=7))
+    assert result["holiday_days_alerting"] == 0.0
+    assert result["channel_move_caught"] >= 0.9
+    assert result["correlated_move_days_alerting"] <= 0.25  # the rule of √n members: 0.8
+    assert result["false_alerts_per_30_days"] <= 4.0  # the rule of √n members: 7 to 10

@@ -1,0 +1,1 @@
+"""The detector's parts: the groups series move with, the calendar of holidays."""
