@@ -104,7 +104,7 @@ class VolumeDetector(BaseEstimator):
         recent_weeks: int = 8,
         min_change: float = 10.0,
         method: str = "iforest",
-        group_threshold: float = 3.0,
+        group_threshold: float = 4.0,
         group_member: float = 1.0,
         score_cutoff: float | None = None,
         holidays: str = "",

@@ -27,6 +27,7 @@ MIN_GROUP_SPREAD = 0.02  # in log1p units: a range is never narrower than ±band
 MIN_TOP_MEMBERS = 3  # a top group's move is a median of at least this many members
 MAD_TO_SD = 1.4826
 EXTREME = 3  # moves beyond this many bands of spreads are incidents or holidays, not usual
+LEFT_OUT_SHARE = 0.25
 TREND_DAYS = 29  # a group's slow drift: the rolling median of its moves over this many days
 
 
@@ -109,12 +110,16 @@ def learn_ranges(
     frame: pd.DataFrame, dimensions: list[str], found: Moves, band: float, widen: float
 ) -> tuple[list[list[list[str]]], list[np.ndarray]]:
     """Per level, the groups seen in training (their key values as text) and each one's usual
-    range of moves, ``(low, high)``, from the training days in ``frame``."""
+    range of moves, ``(low, high)``, from the training days in ``frame``; a day on which
+    ``LEFT_OUT_SHARE`` or more of a group's rows were left out of training (an incident) does
+    not count for the group."""
     names, ranges = [], []
-    for keys, move in zip(levels(dimensions), found.by_level, strict=True):
+    for keys, move, mine in zip(levels(dimensions), found.by_level, found.mine, strict=True):
         days = pd.DataFrame({"date": frame["date"].to_numpy(), "move": move})
         for key in keys:
             days[key] = _text(frame[key]).to_numpy()
+        left_out = pd.Series(np.isnan(mine)).groupby([days[k] for k in ["date", *keys]])
+        days = days[left_out.transform("mean").to_numpy() < LEFT_OUT_SHARE]
         days = days.dropna(subset=["move"]).drop_duplicates(["date", *keys])
         days["move"] = _day_to_day(days, list(keys))
         by_group = days.groupby(list(keys), observed=True)["move"] if keys else None
