@@ -175,6 +175,14 @@ BAD_FILES = {
         "monitors.yml: monitor 'o': notify.webhook.min_severity: Input should be 'warning', "
         "'error' or 'critical'",
     ),
+    "unknown holiday country": (
+        "monitors:\n  o:\n    query: q.sql\n    database_url: sqlite:///x.db\n    holidays: XX\n",
+        "monitors.yml: monitor 'o': holidays: holidays: 'XX' is not a country",
+    ),
+    "unknown direction": (
+        "monitors:\n  o:\n    query: q.sql\n    alert_direction: down\n",
+        "monitors.yml: monitor 'o': alert_direction: Input should be 'both', 'low' or 'high'",
+    ),
     "webhook URL that is no URL": (
         "monitors:\n  o:\n    query: q.sql\n    database_url: sqlite:///x.db\n    notify:\n"
         "      teams: {webhook_url: 'hooks.example.com/s3cr3t'}\n",
@@ -253,3 +261,40 @@ def test_a_bad_monitors_file_stops_deploy_in_one_line_without_a_traceback(tmp_pa
     assert "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith(f"volume-monitor: error: {expected}")
+
+
+def test_gates_and_holidays_are_read_per_monitor_with_defaults(tmp_path):
+    text = (
+        "defaults:\n  database_url: sqlite:///x.db\n  alert_min_change_pct: 10\n"
+        "monitors:\n  a:\n    query: a.sql\n"
+        "  b:\n    query: b.sql\n    holidays: de-by\n    alert_min_change: 50\n"
+        "    alert_min_change_pct: 25\n    alert_direction: low\n"
+    )
+    a, b = settings_with(tmp_path, text).monitors
+    assert (a.alert_min_change, a.alert_min_change_pct, a.alert_direction, a.holidays) == (
+        0.0, 10.0, "both", ""
+    )  # fmt: skip
+    assert (b.alert_min_change, b.alert_min_change_pct, b.alert_direction, b.holidays) == (
+        50.0, 25.0, "low", "DE-BY"
+    )  # fmt: skip
+
+
+def test_the_default_monitor_reads_its_gates_and_holidays_from_vm_settings(tmp_path):
+    settings = load_settings(
+        env_file=tmp_path / "absent.env",
+        environ={
+            "VM_ALERT_MIN_CHANGE": "100", "VM_ALERT_MIN_CHANGE_PCT": "15",
+            "VM_ALERT_DIRECTION": "High", "VM_HOLIDAYS": "au-vic",
+        },
+    )  # fmt: skip
+    monitor = settings.monitor()
+    assert (monitor.alert_min_change, monitor.alert_min_change_pct) == (100.0, 15.0)
+    assert (monitor.alert_direction, monitor.holidays) == ("high", "AU-VIC")
+    for key, value, message in [
+        ("VM_HOLIDAYS", "Narnia", "VM_HOLIDAYS: holidays: 'NARNIA' is not a country"),
+        ("VM_ALERT_DIRECTION", "up", "VM_ALERT_DIRECTION must be one of both, low, high"),
+        ("VM_ALERT_MIN_CHANGE_PCT", "-5", "VM_ALERT_MIN_CHANGE_PCT must be 0 or more per cent"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(env_file=tmp_path / "absent.env", environ={key: value})
+        assert str(caught.value).startswith(message) and "\n" not in str(caught.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pytest
 
 from volume_monitor.alerting import content, policy
 from volume_monitor.alerting.channels import email
@@ -147,3 +148,57 @@ def test_why_a_series_was_flagged_says_how_far_outside_its_range():
     assert why(250, 200, 300) == "inside its range, moved with its group"
     assert why(5, 0, 0) == "over its range"
     assert why(5, float("nan"), float("nan")) == "no range: a series not seen in training"
+
+
+def scored_series() -> pd.DataFrame:
+    """Five anomalous series: +200 events (+20%), +30 (+300%), -500 (-50%), stalled, missing;
+    and a normal one."""
+    return pd.DataFrame(
+        {
+            "country": ["DE", "FR", "GB", "ES", "IT", "NL"],
+            "count": [1200, 40, 500, 5, 0, 100],
+            "expected": [1000.0, 10.0, 1000.0, 400.0, 300.0, 100.0],
+            "direction": ["high", "high", "low", "low", "missing", ""],
+            "is_anomaly": [True, True, True, True, True, False],
+            "cause": ["spike", "duplicate", "drop", "stall", "missing_series", ""],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("gates", "kept"),
+    [
+        ({}, ["DE", "FR", "GB", "ES", "IT"]),
+        ({"alert_min_change": 100}, ["DE", "GB", "ES", "IT"]),
+        ({"alert_min_change_pct": 25}, ["FR", "GB", "ES", "IT"]),
+        ({"alert_min_change": 100, "alert_min_change_pct": 25}, ["GB", "ES", "IT"]),
+        ({"alert_direction": "low"}, ["GB", "ES", "IT"]),
+        ({"alert_direction": "high"}, ["DE", "FR"]),
+        ({"alert_direction": "high", "alert_min_change_pct": 50}, ["FR"]),
+    ],
+)
+def test_gates_hold_back_small_moves_and_the_unwanted_direction(tmp_path, gates, kept):
+    from dataclasses import replace
+
+    from conftest import settings_in
+
+    monitor = replace(settings_in(tmp_path).monitor(), **gates)
+    gated = policy.gated(scored_series(), monitor)
+    assert gated.loc[gated["is_anomaly"], "country"].tolist() == kept
+    held_back = ~gated["country"].isin(kept)
+    assert (gated.loc[held_back, "cause"] == "").all()
+    assert gated["direction"].tolist() == scored_series()["direction"].tolist()
+    assert gated["count"].tolist() == scored_series()["count"].tolist()
+
+
+def test_gates_never_hold_back_a_missing_day(tmp_path):
+    from dataclasses import replace
+
+    from conftest import settings_in
+
+    monitor = replace(settings_in(tmp_path).monitor(), alert_direction="high")
+    empty = scored_series().assign(count=0, direction="missing", cause="missing_day")
+    gated = policy.gated(empty, monitor)
+    assert not gated["is_anomaly"].any()
+    decision = policy.decide(gated.assign(silenced=False), monitor, missing_day=True)
+    assert decision.alert and decision.reasons == ["missing day: the query returned no rows"]

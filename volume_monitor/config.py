@@ -45,6 +45,10 @@ DEFAULTS: dict[str, str] = {
     "VM_LOG_LEVEL": "INFO",
     "VM_ALERT_MIN_ANOMALIES": "1",
     "VM_ALERT_SHARE": "",
+    "VM_ALERT_MIN_CHANGE": "0",
+    "VM_ALERT_MIN_CHANGE_PCT": "0",
+    "VM_ALERT_DIRECTION": "both",
+    "VM_HOLIDAYS": "",
     "VM_TIMEZONE": "UTC",
     "VM_SCHEDULE": "30 6 * * *",
     "VM_CALENDAR": "",
@@ -144,6 +148,10 @@ class MonitorSpec:
     experiment: str
     alert_min_anomalies: int = 1
     alert_share: float | None = None
+    alert_min_change: float = 0.0  # events between a count and its expected count
+    alert_min_change_pct: float = 0.0  # per cent of the expected count
+    alert_direction: str = "both"  # or "low" (drops, stalls, missing series) or "high"
+    holidays: str = ""  # a country and subdivision of the holidays package: US, AU-VIC
     calendar_path: Path | None = None
     owner: str = ""
     runbook: str = ""
@@ -419,6 +427,10 @@ def _default_monitor(v: Mapping[str, str], smtp: SmtpSettings) -> MonitorSpec:
         experiment=_required(v, "VM_EXPERIMENT"),
         alert_min_anomalies=_integer(v, "VM_ALERT_MIN_ANOMALIES"),
         alert_share=_share(share) if share else None,
+        alert_min_change=_seconds(v, "VM_ALERT_MIN_CHANGE", "events"),
+        alert_min_change_pct=_seconds(v, "VM_ALERT_MIN_CHANGE_PCT", "per cent"),
+        alert_direction=alert_direction(v["VM_ALERT_DIRECTION"], "VM_ALERT_DIRECTION"),
+        holidays=holiday_country(v["VM_HOLIDAYS"], "VM_HOLIDAYS"),
         calendar_path=_path(v["VM_CALENDAR"]) if v["VM_CALENDAR"].strip() else None,
         recipients=smtp.recipients,
         routes=_routes(v, smtp),
@@ -503,15 +515,40 @@ def _number(v: Mapping[str, str], key: str) -> float:
     return number
 
 
-def _seconds(v: Mapping[str, str], key: str) -> float:
-    """A number of seconds, 0 or more."""
+def _seconds(v: Mapping[str, str], key: str, unit: str = "seconds") -> float:
+    """A number of seconds (or another ``unit``), 0 or more."""
     try:
         number = float(v[key])
     except ValueError:
-        raise ConfigError(f"{key} must be a number of seconds, not {v[key]!r}") from None
+        raise ConfigError(f"{key} must be a number of {unit}, not {v[key]!r}") from None
     if not math.isfinite(number) or number < 0:
-        raise ConfigError(f"{key} must be 0 or more seconds, not {v[key]!r}")
+        raise ConfigError(f"{key} must be 0 or more {unit}, not {v[key]!r}")
     return number
+
+
+DIRECTIONS = ("both", "low", "high")
+
+
+def alert_direction(text: str, key: str) -> str:
+    """Which way a series must move to alert: ``both``, ``low`` or ``high``."""
+    direction = text.strip().lower()
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"{key} must be one of {', '.join(DIRECTIONS)}, not {text!r}")
+    return direction
+
+
+def holiday_country(text: str, key: str) -> str:
+    """A country and subdivision the ``holidays`` package knows (``US``, ``AU-VIC``), upper
+    case; empty for none."""
+    where = text.strip().upper()
+    if where:
+        from volume_monitor.detect.calendar import public_holidays
+
+        try:
+            public_holidays(where, [2026])
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    return where
 
 
 def _share(text: str) -> float:

@@ -280,7 +280,7 @@ def score_monitor(
     _warn_if_before_training(model, day)
     detector = model.detector
     frame = etl.prepare(raw, detector.series_frame, [pd.Timestamp(day)], dimensions)
-    scored = detector.score(frame)
+    scored = policy.gated(detector.score(frame), monitor)
     known_day = known_days.read_calendar(monitor.calendar_path).get(day)
     silences = store.silences(monitor.name, active_on=day)
     scored = scored.assign(silenced=policy.silenced_rows(scored, silences))
@@ -348,7 +348,7 @@ def train(
     began = time.perf_counter()
     monitor = monitor or settings.monitor()
     start, end = training_window(settings, start, end)
-    params = detector_params(overrides or {})
+    params = detector_params({"holidays": monitor.holidays, **(overrides or {})})
     raw = _without_excluded_days(_fetch(settings, monitor, start, end), monitor)
     if raw.empty:
         raise NoDataError(f"the query returned no rows for the training window {start}..{end}")

@@ -15,6 +15,9 @@ dimension columns, its model and its alert rules.
         query: sql/orders_daily.sql
         owner: payments team
         runbook: https://wiki.example.com/runbooks/orders-volume
+        holidays: DE               # public holidays get their own expectation
+        alert_min_change_pct: 20   # gates: alert only on a move of 20% or more ...
+        alert_direction: low       # ... and only downwards
         notify:                    # replaces the VM_* channels for this monitor
           email: {recipients: [payments@example.com]}
           slack: {webhook_url: "${ORDERS_SLACK_URL}", min_severity: error}
@@ -41,6 +44,7 @@ from volume_monitor.config import (
     MonitorSpec,
     Route,
     absolute_sqlite,
+    holiday_country,
     http_url,
 )
 from volume_monitor.errors import ConfigError
@@ -114,6 +118,10 @@ class MonitorFields(BaseModel):
     experiment: str | None = None
     alert_min_anomalies: Annotated[int, Field(ge=0)] | None = None
     alert_share: Annotated[float, Field(gt=0, le=1)] | None = None
+    alert_min_change: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    alert_min_change_pct: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    alert_direction: Literal["both", "low", "high"] | None = None
+    holidays: str | None = None
     calendar: str | None = None
     owner: str | None = None
     runbook: str | None = None
@@ -216,6 +224,10 @@ def _spec(
         experiment=values.get("experiment") or model_name,
         alert_min_anomalies=values.get("alert_min_anomalies", 1),
         alert_share=values.get("alert_share"),
+        alert_min_change=values.get("alert_min_change", 0.0),
+        alert_min_change_pct=values.get("alert_min_change_pct", 0.0),
+        alert_direction=values.get("alert_direction", "both"),
+        holidays=holiday_country(values.get("holidays", ""), f"{where}: holidays"),
         calendar_path=_resolved(values["calendar"], base) if values.get("calendar") else None,
         owner=values.get("owner", ""),
         runbook=values.get("runbook", ""),

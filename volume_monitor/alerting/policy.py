@@ -1,5 +1,5 @@
-"""Whether a scored day alerts (thresholds, the calendar, silences), how badly (severity),
-and which of its series an alert names (silences, inhibition).
+"""Whether a scored day alerts (gates, thresholds, the calendar, silences), how badly
+(severity), and which of its series an alert names (silences, inhibition).
 
 A silence (kept in the state store, managed with ``volume-monitor silence``) names a monitor,
 optional ``dimension=value`` matchers and a last day. A series it matches is still scored and
@@ -58,6 +58,32 @@ def decide(
         reasons.append(f"alert suppressed: known day '{known_day.label}'")
         return Decision(False, reasons, anomalies, share, missing_day, silenced)
     return Decision(bool(reasons), reasons, anomalies, share, missing_day, silenced)
+
+
+LOW_DIRECTIONS = ("low", "missing")
+
+
+def gated(scored: pd.DataFrame, monitor: MonitorSpec) -> pd.DataFrame:
+    """``scored`` with the anomalies the monitor's gates let through: a series alerts only when
+    its count moved at least ``alert_min_change`` events and ``alert_min_change_pct`` per
+    cent from its expected count, in the ``alert_direction`` asked for (``low``: lower,
+    stalled or missing; ``high``: higher). The rows held back keep their expected range and
+    direction but are no longer anomalous, and carry no cause. A missing day is not a
+    series' move: it alerts whatever the gates."""
+    change = (scored["count"] - scored["expected"]).abs()
+    expected = scored["expected"].where(scored["expected"] > 0)
+    percent = (100.0 * change / expected).fillna(np.inf)
+    passes = (change >= monitor.alert_min_change) & (percent >= monitor.alert_min_change_pct)
+    if monitor.alert_direction != "both":
+        low = scored["direction"].isin(LOW_DIRECTIONS)
+        passes &= low if monitor.alert_direction == "low" else scored["direction"].eq("high")
+    held_back = scored["is_anomaly"].astype(bool) & ~passes.fillna(False).astype(bool)
+    if not held_back.any():
+        return scored
+    return scored.assign(
+        is_anomaly=scored["is_anomaly"].astype(bool) & ~held_back,
+        cause=scored["cause"].where(~held_back, ""),
+    )
 
 
 def silenced_rows(scored: pd.DataFrame, silences: Sequence[Silence]) -> np.ndarray:
