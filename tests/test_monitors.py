@@ -269,6 +269,7 @@ def test_gates_and_holidays_are_read_per_monitor_with_defaults(tmp_path):
         "monitors:\n  a:\n    query: a.sql\n"
         "  b:\n    query: b.sql\n    holidays: de-by\n    alert_min_change: 50\n"
         "    alert_min_change_pct: 25\n    alert_direction: low\n"
+        "    freshness: sql/latest.sql\n    late_tolerance_minutes: 30\n    settle_hours: 6\n"
     )
     a, b = settings_with(tmp_path, text).monitors
     assert (a.alert_min_change, a.alert_min_change_pct, a.alert_direction, a.holidays) == (
@@ -277,6 +278,9 @@ def test_gates_and_holidays_are_read_per_monitor_with_defaults(tmp_path):
     assert (b.alert_min_change, b.alert_min_change_pct, b.alert_direction, b.holidays) == (
         50.0, 25.0, "low", "DE-BY"
     )  # fmt: skip
+    assert (a.freshness_path, a.late_tolerance_minutes, a.settle_hours) == (None, 60.0, 0.0)
+    assert b.freshness_path == tmp_path / "sql" / "latest.sql"
+    assert (b.late_tolerance_minutes, b.settle_hours) == (30.0, 6.0)
 
 
 def test_the_default_monitor_reads_its_gates_and_holidays_from_vm_settings(tmp_path):

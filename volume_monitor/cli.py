@@ -132,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     deploy = commands.add_parser("deploy", help="score a day (or a range) with the model")
-    deploy.add_argument("--date", type=_date, help="the day to score (default: yesterday)")
+    deploy.add_argument(
+        "--date", type=_date,
+        help="the day to score (default: yesterday, or the latest day settle_hours past)",
+    )  # fmt: skip
     deploy.add_argument("--start", type=_date, help="backfill: the first day to score")
     deploy.add_argument("--end", type=_date, help="backfill: the last day to score (included)")
     deploy.add_argument("--notify", action="store_true", help="backfill: email the alerts too")
@@ -267,9 +270,10 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
         return _backfill(settings, args)
     if args.notify or args.model:
         raise ConfigError("--notify and --model go with a backfill: --start D --end D")
-    day = args.date or clock.yesterday(settings)
     with deadline.limit(settings.run_timeout):
-        report = jobs.nightly(settings, day, args.monitor, dry_run=args.dry_run, force=args.force)
+        report = jobs.nightly(
+            settings, args.date, args.monitor, dry_run=args.dry_run, force=args.force
+        )
     for outcome in report.outcomes:
         if outcome.error is None:
             print(_scored_line(outcome.monitor, outcome.result))

@@ -15,6 +15,11 @@ def today(settings: Settings) -> dt.date:
     return dt.datetime.now(ZoneInfo(settings.timezone)).date()
 
 
+def now_local(settings: Settings) -> dt.datetime:
+    """The wall-clock time now in ``VM_TIMEZONE``, without its zone."""
+    return dt.datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)
+
+
 def yesterday(settings: Settings) -> dt.date:
     """The last whole day in ``VM_TIMEZONE``: what a nightly run scores."""
     return today(settings) - dt.timedelta(days=1)

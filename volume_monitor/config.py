@@ -49,6 +49,9 @@ DEFAULTS: dict[str, str] = {
     "VM_ALERT_MIN_CHANGE_PCT": "0",
     "VM_ALERT_DIRECTION": "both",
     "VM_HOLIDAYS": "",
+    "VM_FRESHNESS_QUERY": "",
+    "VM_LATE_TOLERANCE_MINUTES": "60",
+    "VM_SETTLE_HOURS": "0",
     "VM_TIMEZONE": "UTC",
     "VM_SCHEDULE": "30 6 * * *",
     "VM_CALENDAR": "",
@@ -152,6 +155,9 @@ class MonitorSpec:
     alert_min_change_pct: float = 0.0  # per cent of the expected count
     alert_direction: str = "both"  # or "low" (drops, stalls, missing series) or "high"
     holidays: str = ""  # a country and subdivision of the holidays package: US, AU-VIC
+    freshness_path: Path | None = None  # the query giving the day's latest event time
+    late_tolerance_minutes: float = 60.0  # a day is late when its last event is earlier
+    settle_hours: float = 0.0  # a nightly run scores a day this long after its end
     calendar_path: Path | None = None
     owner: str = ""
     runbook: str = ""
@@ -431,6 +437,9 @@ def _default_monitor(v: Mapping[str, str], smtp: SmtpSettings) -> MonitorSpec:
         alert_min_change_pct=_seconds(v, "VM_ALERT_MIN_CHANGE_PCT", "per cent"),
         alert_direction=alert_direction(v["VM_ALERT_DIRECTION"], "VM_ALERT_DIRECTION"),
         holidays=holiday_country(v["VM_HOLIDAYS"], "VM_HOLIDAYS"),
+        freshness_path=_path(v["VM_FRESHNESS_QUERY"]) if v["VM_FRESHNESS_QUERY"].strip() else None,
+        late_tolerance_minutes=_seconds(v, "VM_LATE_TOLERANCE_MINUTES", "minutes"),
+        settle_hours=_seconds(v, "VM_SETTLE_HOURS", "hours"),
         calendar_path=_path(v["VM_CALENDAR"]) if v["VM_CALENDAR"].strip() else None,
         recipients=smtp.recipients,
         routes=_routes(v, smtp),

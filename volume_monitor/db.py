@@ -292,6 +292,21 @@ def fetch_chunks(
     )  # fmt: skip
 
 
+def fetch_value(engine: Engine, query: TextClause, start: dt.date, end: dt.date) -> object:
+    """The first value of the first row ``query`` returns for ``[start, end)`` (None when it
+    returns no row): what a freshness query gives."""
+    safe = redact_url(engine.url.render_as_string(hide_password=False))
+    try:
+        connection = engine.connect()
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot reach the database {safe}: {first_line(exc)}") from None
+    with connection:
+        try:
+            return connection.execute(query, {"start": start, "end": end}).scalar()
+        except SQLAlchemyError as exc:
+            raise QueryError(f"the freshness query failed on {safe}: {first_line(exc)}") from None
+
+
 def _warn_of_extra_columns(columns: list[str], contract: Contract) -> None:
     """Columns beyond the contract are dropped; their rows are summed into their series."""
     known = set(contract.columns)

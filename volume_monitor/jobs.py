@@ -29,6 +29,7 @@ from volume_monitor import (
     deadline,
     etl,
     files,
+    freshness,
     known_days,
     memory,
     plots,
@@ -59,6 +60,7 @@ STREAK_DAYS = 30  # how far back an alert counts the days in a row a series has 
 # A backfill collects its cyclic garbage every so many days: the nightly job's collector runs
 # rarely (see cli.GC_THRESHOLDS), and over hundreds of days figures and frames in cycles pile up.
 COLLECT_EVERY = 30
+ONE_DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -150,26 +152,51 @@ def train_monitors(
 
 def nightly(
     settings: Settings,
-    day: dt.date,
+    day: dt.date | None,
     names: Sequence[str] | None = None,
     dry_run: bool = False,
     force: bool = False,
 ) -> NightReport:
-    """The nightly run: score ``day`` for each monitor named (default: all) under its run
-    lock, then deliver what waits in the outbox for them: tonight's alerts and resolved
-    notices, and earlier ones that could not be sent (marked late), one message per channel
-    address."""
+    """The nightly run: score ``day`` (default: each monitor's latest settled day, yesterday
+    without ``settle_hours``) for each monitor named (default: all) under its run lock, and
+    again its days read late in the week before; then deliver what waits in the outbox for
+    them: tonight's alerts and resolved notices, and earlier ones that could not be sent
+    (marked late), one message per channel address."""
     monitors = settings.selected(names)
     with state.open_store(settings.state_url) as store:
 
         def score_one(monitor: MonitorSpec) -> ScoreResult:
             folder = results.monitor_dir(settings.results_dir, monitor.name)
+            its_day = day or settled_day(settings, monitor)
             with runlock.held(folder, settings.lock_wait):
-                return score_monitor(settings, store, monitor, day, dry_run=dry_run, force=force)
+                result = score_monitor(
+                    settings, store, monitor, its_day, dry_run=dry_run, force=force
+                )
+                if not dry_run:
+                    _rescore_late_days(settings, store, monitor, its_day)
+            return result
 
         outcomes = run_each(monitors, score_one, settings.workers)
-        undelivered = [] if dry_run else deliver(settings, store, day, monitors)
+        last = day or clock.yesterday(settings)
+        undelivered = [] if dry_run else deliver(settings, store, last, monitors)
     return NightReport(outcomes, undelivered)
+
+
+def settled_day(settings: Settings, monitor: MonitorSpec) -> dt.date:
+    """The day a nightly run scores for ``monitor``: the latest one ``settle_hours`` past."""
+    return freshness.settled_day(clock.now_local(settings), monitor.settle_hours)
+
+
+def _rescore_late_days(
+    settings: Settings, store: state.Store, monitor: MonitorSpec, day: dt.date
+) -> None:
+    """Score again the days of the ``RESCORE_DAYS`` before ``day`` that were read before they
+    were complete; each stays late until its freshness query says otherwise."""
+    since = day - dt.timedelta(days=freshness.RESCORE_DAYS)
+    for record in store.days(monitor.name, since, day - ONE_DAY):
+        if record.summary.get("late_data"):
+            log.info("freshness: %s %s was read late; scoring it again", monitor.name, record.date)
+            score_monitor(settings, store, monitor, record.date)
 
 
 # --- one monitor -----------------------------------------------------------------------
@@ -275,17 +302,20 @@ def score_monitor(
     began = time.perf_counter()
     clock.check_over(settings, day)
     model, raw = _model_and_counts(settings, monitor, day, model)
+    late = _late_data(settings, monitor, day) if not raw.empty else None
     dimensions = db.dimensions_of(raw.columns)
     _check_model_fits(model, monitor, dimensions)
     _warn_if_before_training(model, day)
     detector = model.detector
     frame = etl.prepare(raw, detector.series_frame, [pd.Timestamp(day)], dimensions)
     scored = policy.gated(detector.score(frame), monitor)
+    if late:
+        scored = policy.as_late(scored)
     known_day = known_days.read_calendar(monitor.calendar_path).get(day)
     silences = store.silences(monitor.name, active_on=day)
     scored = scored.assign(silenced=policy.silenced_rows(scored, silences))
     decision = policy.decide(
-        scored, monitor, raw.empty, known_day, policy.silences_whole_monitor(silences)
+        scored, monitor, raw.empty, known_day, policy.silences_whole_monitor(silences), late
     )
     delivered = outbox.delivered(store, monitor.name, day, model.version)
     if not decision.alert and not dry_run:
@@ -589,6 +619,26 @@ def _model_and_counts(settings, monitor, day, model) -> tuple[tracking.LoadedMod
     return loading.result(), raw
 
 
+def _late_data(settings: Settings, monitor: MonitorSpec, day: dt.date) -> str | None:
+    """Why ``day`` was read before it was complete, from the monitor's freshness query; None
+    when it is complete or the monitor declares no freshness query."""
+    if monitor.freshness_path is None:
+        return None
+    engine = db.make_engine(
+        monitor.database_url,
+        connect_timeout=settings.connect_timeout,
+        query_timeout=deadline.bounded(settings.query_timeout),
+    )
+    try:
+        value = db.fetch_value(engine, db.read_query(monitor.freshness_path), day, day + ONE_DAY)
+    finally:
+        engine.dispose()
+    tolerance = dt.timedelta(minutes=monitor.late_tolerance_minutes)
+    found = freshness.Freshness(day, freshness.latest_time(value, settings.timezone), tolerance)
+    log.info("freshness: %s %s latest event %s", monitor.name, day, found.latest)
+    return found.reason() if found.late else None
+
+
 def _load_for_scoring(settings: Settings, monitor: MonitorSpec) -> tracking.LoadedModel:
     model = tracking.load_model(settings, None, monitor)
     plots.load_backend()
@@ -661,6 +711,7 @@ def _summary(monitor, day, scored, dimensions, decision, model, delivered, known
         else None,
         known_day=known_day.label if known_day else None,
         scored_at=clock.now_utc(),
+        late_data=decision.late_data,
     )
 
 

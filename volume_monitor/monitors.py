@@ -122,6 +122,9 @@ class MonitorFields(BaseModel):
     alert_min_change_pct: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     alert_direction: Literal["both", "low", "high"] | None = None
     holidays: str | None = None
+    freshness: str | None = None
+    late_tolerance_minutes: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    settle_hours: Annotated[float, Field(ge=0, le=72, allow_inf_nan=False)] | None = None
     calendar: str | None = None
     owner: str | None = None
     runbook: str | None = None
@@ -228,6 +231,9 @@ def _spec(
         alert_min_change_pct=values.get("alert_min_change_pct", 0.0),
         alert_direction=values.get("alert_direction", "both"),
         holidays=holiday_country(values.get("holidays", ""), f"{where}: holidays"),
+        freshness_path=_resolved(values["freshness"], base) if values.get("freshness") else None,
+        late_tolerance_minutes=values.get("late_tolerance_minutes", 60.0),
+        settle_hours=values.get("settle_hours", 0.0),
         calendar_path=_resolved(values["calendar"], base) if values.get("calendar") else None,
         owner=values.get("owner", ""),
         runbook=values.get("runbook", ""),

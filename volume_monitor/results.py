@@ -60,7 +60,8 @@ class RunSummary:
     known_day: str | None = None
     scored_at: str = ""
     delivery_error: str | None = None
-    late: bool = False
+    late: bool = False  # the alert reached its channel after a failed night
+    late_data: str | None = None  # the day was read before it was complete: why
     refused_recipients: list[str] = field(default_factory=list)
     silenced: int = 0
     severity: str | None = None  # of an alerting day: warning, error or critical

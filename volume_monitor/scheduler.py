@@ -22,7 +22,7 @@ def nightly(settings: Settings, names: Sequence[str] | None = None) -> int:
     log.info("schedule: nightly run for %s", day)
     try:
         with deadline.limit(settings.run_timeout):  # off the main thread: the queries only
-            report = jobs.nightly(settings, day, names)
+            report = jobs.nightly(settings, None, names)  # each monitor's settled day
         jobs.raise_failures(report.outcomes)
         if report.undelivered:
             raise AlertDeliveryError("; ".join(report.undelivered))

@@ -28,6 +28,7 @@ class Decision:
     share: float
     missing_day: bool = False
     silenced: int = 0  # anomalous series that a silence keeps out of the alert
+    late_data: str | None = None  # why the day was read before it was complete
 
 
 def decide(
@@ -36,12 +37,14 @@ def decide(
     missing_day: bool,
     known_day: KnownDay | None = None,
     monitor_silenced: bool = False,
+    late_data: str | None = None,
 ) -> Decision:
     """Alert on a missing day, on at least the monitor's ``alert_min_anomalies`` anomalous
     series (0 turns that rule off), or, when its ``alert_share`` is set, on an anomalous share
     of the day's series at or above it — unless the calendar marks the day to be suppressed
     (the reasons are kept). Silenced series (a ``silenced`` column) do not count; with
-    ``monitor_silenced`` nothing alerts, not even a missing day."""
+    ``monitor_silenced`` nothing alerts, not even a missing day. A day read before it was
+    complete (``late_data``, its reason) alerts with that one line."""
     allowed = sendable(scored)
     anomalies = int(allowed.sum())
     silenced = int(scored["is_anomaly"].sum()) - anomalies
@@ -50,14 +53,16 @@ def decide(
     minimum, share_limit = monitor.alert_min_anomalies, monitor.alert_share
     if missing_day and not monitor_silenced:
         reasons.append("missing day: the query returned no rows")
+    if late_data and not monitor_silenced:
+        reasons.append(late_data)
     if minimum and anomalies >= minimum:
         reasons.append(f"{anomalies} anomalous series (threshold {minimum})")
     if share_limit is not None and share >= share_limit:
         reasons.append(f"anomalous share {share:.1%} >= {share_limit:.1%}")
     if reasons and known_day is not None and known_day.suppress_alert:
         reasons.append(f"alert suppressed: known day '{known_day.label}'")
-        return Decision(False, reasons, anomalies, share, missing_day, silenced)
-    return Decision(bool(reasons), reasons, anomalies, share, missing_day, silenced)
+        return Decision(False, reasons, anomalies, share, missing_day, silenced, late_data)
+    return Decision(bool(reasons), reasons, anomalies, share, missing_day, silenced, late_data)
 
 
 LOW_DIRECTIONS = ("low", "missing")
@@ -84,6 +89,12 @@ def gated(scored: pd.DataFrame, monitor: MonitorSpec) -> pd.DataFrame:
         is_anomaly=scored["is_anomaly"].astype(bool) & ~held_back,
         cause=scored["cause"].where(~held_back, ""),
     )
+
+
+def as_late(scored: pd.DataFrame) -> pd.DataFrame:
+    """``scored`` as a day read before it was complete: every series keeps its count, range
+    and direction, none is anomalous, and each carries the cause ``late``."""
+    return scored.assign(is_anomaly=False, cause="late")
 
 
 def silenced_rows(scored: pd.DataFrame, silences: Sequence[Silence]) -> np.ndarray:

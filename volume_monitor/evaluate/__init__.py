@@ -12,13 +12,15 @@ holidays alerting, late days typed ``late``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from volume_monitor import etl
+from volume_monitor import etl, freshness
+from volume_monitor.alerting import policy
 from volume_monitor.evaluate.metrics import metrics
 from volume_monitor.evaluate.plots import plot_detector
 from volume_monitor.evaluate.scenarios import Scenario, inject_scenario, make_scenario
@@ -39,6 +41,8 @@ DETECTORS: dict[str, dict[str, Any]] = {
     "iforest_baseline": {"group_threshold": 0.0},
     "zscore_mad": {"method": "zscore", "group_threshold": 0.0},
 }
+LATE_READ_AT = dt.time(20, 0)  # a late day's latest event
+LATE_TOLERANCE = dt.timedelta(minutes=60)
 SELF_BENCHMARK_DAYS = 56  # the faults' schedule spans 52 days of the window
 MIN_SELF_HISTORY = 28  # days before the window to fit on
 
@@ -64,8 +68,22 @@ def score_scenario(params: dict[str, Any], scenario: Scenario) -> pd.DataFrame:
     window = scenario.counts[scenario.counts["date"] >= scenario.window_start]
     days = pd.date_range(scenario.window_start, scenario.last_day)
     scored = detector.score(etl.add_calendar(etl.complete(window, detector.series_frame, days)))
+    late = scored["date"].isin([pd.Timestamp(d) for d in _read_late(scenario, days)])
+    scored = pd.concat([scored[~late], policy.as_late(scored[late])]).sort_index()
     labeled = scored.merge(scenario.labels, on=["date", *etl.SERIES_KEYS], how="left")
     return labeled.assign(kind=labeled["kind"].fillna(""))
+
+
+def _read_late(scenario: Scenario, days: pd.DatetimeIndex) -> list[dt.date]:
+    """The window days a monitor with a freshness query finds late: each day's latest event
+    is 23:59, or ``LATE_READ_AT`` on the days read before they were loaded."""
+    found = []
+    for day in (d.date() for d in days):
+        read_at = LATE_READ_AT if day in scenario.late_days else dt.time(23, 59)
+        latest = dt.datetime.combine(day, read_at)
+        if freshness.Freshness(day, latest, LATE_TOLERANCE).late:
+            found.append(day)
+    return found
 
 
 def run_benchmark(
