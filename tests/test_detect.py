@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from volume_monitor.detect.calendar import public_holidays
+from volume_monitor.detect.detector import VolumeDetector
 from volume_monitor.evaluate import make_scenario, metrics, score_scenario
-from volume_monitor.model import VolumeDetector
 
 CHANNELS = {"web": 1.0, "mobile": 0.8, "api": 0.3}
 SERIES = [
@@ -128,3 +128,33 @@ def test_the_benchmark_world_meets_its_group_and_holiday_targets():
     assert result["channel_move_caught"] >= 0.9
     assert result["correlated_move_days_alerting"] <= 0.25  # the rule of √n members: 0.8
     assert result["false_alerts_per_30_days"] <= 4.0  # the rule of √n members: 7 to 10
+
+
+def test_every_outlier_model_follows_one_protocol():
+    from volume_monitor.detect.outliers import METHODS, BaseOutliers
+
+    rng = np.random.default_rng(3)
+    normal = rng.normal(0, 1, size=(600, 2))
+    far = np.array([[9.0, 0.0], [-9.0, 0.0]])
+    for name, kind in METHODS.items():
+        model = kind(contamination=0.05).fit(normal)
+        assert isinstance(model, BaseOutliers), name
+        scores = model.decision_function(np.vstack([normal, far]))
+        assert (scores[-2:] < 0).all(), f"{name}: far rows are outliers"
+        assert (scores[:-2] < 0).mean() <= 0.1, f"{name}: most training rows are not"
+        raw = model.score_samples(far)
+        cut = kind(contamination=0.05, score_cutoff=float(raw.min()) - 1).fit(normal)
+        assert (cut.decision_function(far) > 0).all(), f"{name}: a cut-off below them"
+
+
+def test_a_model_saved_before_the_outlier_protocol_scores_the_same():
+    train = frame(HISTORY, history(5, channel_moves=False))
+    detector = VolumeDetector().fit(train)
+    today = scaled({"web": 2.0})
+    expected = detector.score(today)
+    outliers = detector.__dict__.pop("outliers_")
+    detector.forest_, detector.scaler_ = outliers.model_, outliers.scaler_
+    pd.testing.assert_frame_equal(detector.score(today), expected)
+    import volume_monitor.model
+
+    assert volume_monitor.model.VolumeDetector is VolumeDetector

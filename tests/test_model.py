@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import skops.io
 
-from volume_monitor.model import SEED_PARAMS, TRUSTED_TYPES, VolumeDetector
+from volume_monitor.detect.detector import SEED_PARAMS, TRUSTED_TYPES, VolumeDetector
 
 SERIES = [
     ("web", "view", "Windows", 1000),
@@ -130,7 +130,7 @@ def test_whole_day_missing_is_caused_missing_day(detector):
 
 def test_seed_configuration_uses_the_seed_features():
     seed = VolumeDetector(features="seed", **SEED_PARAMS).fit(frame(TRAIN_DAYS, normal_counts(2)))
-    assert seed.scaler_.n_features_in_ == 6  # three codes, weekday, month, count
+    assert seed.outliers_.scaler_.n_features_in_ == 6  # three codes, weekday, month, count
     scored = seed.score(frame([SCORE_DAY], normal_counts(3)))
     assert set(scored.columns) >= {"score", "is_anomaly", "expected_low", "direction", "cause"}
     with pytest.raises(ValueError, match="features"):
@@ -192,7 +192,7 @@ def test_the_threshold_is_set_by_contamination_or_by_a_score_cutoff():
     by_share = VolumeDetector(features="seed", **SEED_PARAMS).fit(train)
     scores = by_share.score(train)["score"]
     assert 0.12 <= (scores < 0).mean() <= 0.18, "contamination 0.15"
-    raw = scores + by_share.forest_.offset_
+    raw = scores + by_share.outliers_.offset_
     cutoff = float(np.quantile(raw, 0.05))
     by_cutoff = VolumeDetector(features="seed", score_cutoff=cutoff, **SEED_PARAMS).fit(train)
     cut_scores = by_cutoff.score(train)["score"]
@@ -238,7 +238,7 @@ def test_training_windows_from_60_to_400_days(days):
 
 
 def test_latest_rows_are_each_series_and_weekdays_last_by_date():
-    from volume_monitor.model import _latest_rows
+    from volume_monitor.detect.baseline import latest_rows
 
     rng = np.random.default_rng(4)
     rows = pd.DataFrame(
@@ -249,7 +249,7 @@ def test_latest_rows_are_each_series_and_weekdays_last_by_date():
         }
     )
     expected = rows.sort_values("date").groupby(["s", "weekday"]).tail(4).index
-    found = _latest_rows(*(rows[c].to_numpy() for c in ("s", "weekday", "date")), 4)
+    found = latest_rows(*(rows[c].to_numpy() for c in ("s", "weekday", "date")), 4)
     assert sorted(found) == sorted(expected)
     assert len(found) < len(rows)
 

@@ -111,7 +111,7 @@ def test_a_model_holding_an_untrusted_type_is_refused_in_one_line(trained_workdi
     import mlflow
     import mlflow.sklearn
 
-    from volume_monitor.model import TRUSTED_TYPES
+    from volume_monitor.detect.detector import TRUSTED_TYPES
 
     settings = settings_in(trained_workdir)
     detector = tracking.load_model(settings).detector

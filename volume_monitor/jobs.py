@@ -373,7 +373,7 @@ def train(
     register a version, maybe promote it, and seed the state store with the window's counts
     and expected ranges (so the first alert's plot has history)."""
     from volume_monitor import evaluate  # training only: scoring does not pay for these
-    from volume_monitor.model import VolumeDetector
+    from volume_monitor.detect.detector import VolumeDetector
 
     began = time.perf_counter()
     monitor = monitor or settings.monitor()
@@ -426,7 +426,7 @@ def training_window(settings: Settings, start: dt.date | None, end: dt.date | No
 def detector_params(overrides: dict[str, str]) -> dict[str, Any]:
     """The seed hyperparameters and defaults, with ``--param key=value`` overrides typed like
     the default they replace."""
-    from volume_monitor.model import SEED_PARAMS, VolumeDetector
+    from volume_monitor.detect.detector import SEED_PARAMS, VolumeDetector
 
     params = VolumeDetector().get_params()
     params.update(SEED_PARAMS)

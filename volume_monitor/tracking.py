@@ -31,7 +31,7 @@ from volume_monitor.errors import ConfigError, ModelNotFoundError, TrackingError
 from volume_monitor.logs import mask
 
 if TYPE_CHECKING:  # scikit-learn is imported where a model is built or loaded, not before
-    from volume_monitor.model import VolumeDetector
+    from volume_monitor.detect.detector import VolumeDetector
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def _save_model(detector: VolumeDetector, frame: pd.DataFrame, path: Path) -> Pa
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from volume_monitor.model import TRUSTED_TYPES
+    from volume_monitor.detect.detector import TRUSTED_TYPES
 
     sample = frame.head(SIGNATURE_ROWS).reset_index()  # the columns and types, not the data
     with warnings.catch_warnings():  # the ETL never yields missing values in integer columns
@@ -273,7 +273,7 @@ def load_model(
     from mlflow.exceptions import MlflowException
     from skops.io.exceptions import UntrustedTypesFoundException
 
-    from volume_monitor.model import TRUSTED_TYPES
+    from volume_monitor.detect.detector import TRUSTED_TYPES
 
     require_store(settings)
     mlflow_client = client(settings)

@@ -21,10 +21,10 @@ import pandas as pd
 
 from volume_monitor import etl, freshness
 from volume_monitor.alerting import policy
+from volume_monitor.detect.detector import SEED_PARAMS, VolumeDetector
 from volume_monitor.evaluate.metrics import metrics
 from volume_monitor.evaluate.plots import plot_detector
 from volume_monitor.evaluate.scenarios import Scenario, inject_scenario, make_scenario
-from volume_monitor.model import SEED_PARAMS, VolumeDetector
 
 __all__ = [
     "DETECTORS", "Scenario", "inject_scenario", "make_scenario", "metrics", "plot_detector",
