@@ -61,7 +61,7 @@ def test_a_healthy_configuration_passes_every_check(trained_settings, smtp_serve
         f"{yesterday}"
     )
     assert "reachable, 1 registered model(s)" in checks["mlflow"].detail
-    assert checks["state"].detail.endswith("volume-monitor.db at schema revision 0002")
+    assert checks["state"].detail.endswith("volume-monitor.db at schema revision 0003")
     assert checks["model"].detail.startswith("models:/volume-monitor@production is version 1 ")
     assert checks["results"].detail == f"{settings.results_dir} writable"
     assert checks["smtp"].detail == f"login as monitor at 127.0.0.1:{smtp_server[0]} ok"

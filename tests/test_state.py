@@ -114,14 +114,14 @@ def run_sql(url: str, statement: str, **params) -> list[tuple]:
 
 def test_a_fresh_store_is_created_at_head_once(state_url, caplog):
     with caplog.at_level("INFO", logger="volume_monitor.state"), open_store(state_url) as store:
-        assert store.revision() == HEAD == "0002"
+        assert store.revision() == HEAD == "0003"
     upgraded = [r.getMessage() for r in caplog.records if "upgraded" in r.getMessage()]
-    assert upgraded == [f"state: store {state_url} upgraded from an empty store to 0002"]
+    assert upgraded == [f"state: store {state_url} upgraded from an empty store to 0003"]
     assert table_names(state_url) == TABLES | {VERSION_TABLE}
 
     caplog.clear()
     with caplog.at_level("INFO", logger="volume_monitor.state"), open_store(state_url) as store:
-        assert store.revision() == "0002"
+        assert store.revision() == HEAD
     assert not [r for r in caplog.records if "upgraded" in r.getMessage()]
 
 
@@ -183,7 +183,22 @@ def test_a_store_of_the_previous_schema_is_upgraded_and_keeps_its_rows(state_url
         new = counts_frame([(D2, "web", "view", "Linux", 7)])
         assert store.write_counts("default", DIMS, new, "scored") == 1
         assert len(store.history("default", D1, D2)) == 2
-    assert f"state: store {state_url} upgraded from 0001 to 0002" in caplog.text
+    assert f"state: store {state_url} upgraded from 0001 to {HEAD}" in caplog.text
+
+
+def test_feedback_given_before_matchers_is_kept_as_about_every_series(state_url):
+    engine = make_engine(state_url)
+    migrate.upgrade(engine, state_url, target="0002")
+    engine.dispose()
+    run_sql(
+        state_url,
+        "INSERT INTO feedback (monitor, date, series_key, verdict, note, created_at)"
+        " VALUES ('m', :date, NULL, 'incident', 'dup', '2026-03-02T03:00:00+00:00')",
+        date=D1,
+    )
+    with open_store(state_url) as store:
+        [kept] = store.feedback("m", D1, D1)
+    assert (kept.verdict, kept.matchers, kept.note) == ("incident", {}, "dup")
 
 
 def test_a_store_written_by_a_newer_version_is_refused_and_left_alone(state_url):
@@ -566,19 +581,21 @@ def test_silences_are_listed_active_and_expired(store):
 
 
 def test_feedback_is_kept_and_listed_by_day(store):
-    key = series_key({"channelid": "web", "actioncode": "view", "os_family": "Windows"})
-    first = store.add_feedback(Feedback("m", D2, "incident", key, "dup load", "ana"))
+    web = {"channelid": "web", "os_family": "Windows"}
+    first = store.add_feedback(Feedback("m", D2, "incident", web, "dup load", "ana"))
     second = store.add_feedback(Feedback("m", D1, "normal"))
-    third = store.add_feedback(Feedback("m", D2, "new level", note="Ünïcødé"))
-    store.add_feedback(Feedback("other", D2, "expected"))
-    store.add_feedback(Feedback("m", D3, "expected"))
+    third = store.add_feedback(Feedback("m", D2, "new-level", note="Ünïcødé"))
+    other = store.add_feedback(Feedback("other", D2, "expected"))
+    fourth = store.add_feedback(Feedback("m", D3, "expected"))
 
     listed = store.feedback("m", D1, D2)
-    assert [(f.id, f.date, f.verdict, f.series_key, f.note, f.author) for f in listed] == [
-        (second, D1, "normal", None, None, None),
-        (first, D2, "incident", key, "dup load", "ana"),
-        (third, D2, "new level", None, "Ünïcødé", None),
+    assert [(f.id, f.date, f.verdict, f.matchers, f.note, f.author) for f in listed] == [
+        (second, D1, "normal", {}, None, None),
+        (first, D2, "incident", web, "dup load", "ana"),
+        (third, D2, "new-level", {}, "Ünïcødé", None),
     ]
+    assert [f.id for f in store.all_feedback("m")] == [second, first, third, fourth]
+    assert [f.id for f in store.all_feedback()] == [second, first, third, fourth, other]
     with pytest.raises(ValueError, match="verdict must be one of"):
         Feedback("m", D1, "meh")
 

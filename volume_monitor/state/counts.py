@@ -178,6 +178,22 @@ def history(
     return _with_labels(rows, labels)
 
 
+def anomalies(connection: Connection, monitor: str, start: dt.date, end: dt.date):
+    """The scored rows of ``monitor`` flagged anomalous on days ``start`` to ``end``
+    included, with their labels."""
+    labels = labels_of(connection, monitor)
+    if labels.empty:
+        return empty_history(list(labels.columns))
+    columns = [daily_counts.c.series_id, daily_counts.c.date]
+    columns += [daily_counts.c[name] for name in VALUE_COLUMNS]
+    query = select(*columns).where(
+        daily_counts.c.date.between(start, end),
+        daily_counts.c.is_anomaly.is_(True),
+        daily_counts.c.source == "scored",
+    )
+    return _with_labels(_frame(connection, _of_monitor(query, monitor)), labels)
+
+
 def matching_ids(
     monitor: str, labels: pd.DataFrame, match: Mapping[str, str] | None
 ) -> list[int] | None:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The revisions this version knows, oldest first; HEAD is the schema it reads and writes.
-REVISIONS = ("0001", "0002")
+REVISIONS = ("0001", "0002", "0003")
 HEAD = REVISIONS[-1]
 PG_LOCK_KEY = 0x766D5F7374617465  # "vm_state": one upgrade at a time per database
 READ_VERSION = f"SELECT version_num FROM {VERSION_TABLE}"

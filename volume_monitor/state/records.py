@@ -24,7 +24,7 @@ DELIVERY_KINDS = ("alert", "resolved")
 DELIVERY_STATUSES = ("pending", "sent", "failed", "withdrawn", "handed over", "abandoned")
 UNDELIVERED = ("pending", "failed")
 DELIVERED = ("sent", "handed over")
-VERDICTS = ("normal", "expected", "incident", "new level")
+VERDICTS = ("normal", "expected", "incident", "new-level")
 COUNT_SOURCES = ("train", "scored")
 
 
@@ -100,14 +100,15 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Feedback:
-    """A verdict a person gave on a day (or on one series of it when ``series_key`` is set):
-    ``normal`` (a false alarm), ``expected`` (a known event), ``incident`` (a real fault, to
-    keep out of training) or ``new level``. ``id`` is set by the store."""
+    """A verdict a person gave on a day of ``monitor``, on the series whose labels hold every
+    ``matchers`` pair (dimension -> value; empty: all of them): ``normal`` (a false alarm),
+    ``expected`` (a known event), ``incident`` (a real fault, to keep out of training) or
+    ``new-level`` (the series' baseline restarts that day). ``id`` is set by the store."""
 
     monitor: str
     date: dt.date
     verdict: str
-    series_key: str | None = None
+    matchers: dict[str, str] = field(default_factory=dict)
     note: str | None = None
     author: str | None = None
     created_at: str = field(default_factory=now_utc)

@@ -106,11 +106,11 @@ feedback = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("monitor", String(100), nullable=False),
     Column("date", Date, nullable=False),
-    Column("series_key", Text),
     Column("verdict", String(16), nullable=False),
     Column("note", Text),
     Column("author", String(100)),
     Column("created_at", String(40), nullable=False),
+    Column("matchers", Text, nullable=False, server_default="{}"),  # JSON: dimension -> value
     Index("ix_feedback_monitor_date", "monitor", "date"),
 )
 

@@ -166,6 +166,12 @@ class Store:
         with self._reading() as connection:
             return counts.totals(connection, monitor, start, end, match)
 
+    def anomalies(self, monitor: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """The scored series-days of ``monitor`` flagged anomalous from ``start`` to ``end``
+        (both included), as :meth:`history` gives them."""
+        with self._reading() as connection:
+            return counts.anomalies(connection, monitor, start, end)
+
     def dimensions(self, monitor: str) -> list[str]:
         """The dimension names of ``monitor``'s series, in key order; [] if it has none."""
         with self._reading() as connection:
@@ -246,6 +252,7 @@ class Store:
     def add_feedback(self, item: Feedback) -> int:
         """Keep a verdict; returns its id."""
         values = {name: value for name, value in asdict(item).items() if name != "id"}
+        values["matchers"] = to_json(item.matchers)
         with self._writing() as connection:
             return _inserted_id(connection, feedback, values)
 
@@ -258,7 +265,17 @@ class Store:
             .order_by(feedback.c.date, feedback.c.id)
         )
         with self._reading() as connection:
-            return [Feedback(**row) for row in connection.execute(query).mappings()]
+            rows = connection.execute(query).mappings().all()
+        return [Feedback(**{**row, "matchers": json.loads(row["matchers"])}) for row in rows]
+
+    def all_feedback(self, monitor: str | None = None) -> list[Feedback]:
+        """Every verdict (on ``monitor``'s days when given), by monitor, date, then id."""
+        query = select(feedback).order_by(feedback.c.monitor, feedback.c.date, feedback.c.id)
+        if monitor is not None:
+            query = query.where(feedback.c.monitor == monitor)
+        with self._reading() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [Feedback(**{**row, "matchers": json.loads(row["matchers"])}) for row in rows]
 
     # --- silences ------------------------------------------------------------------------
 
