@@ -41,12 +41,18 @@ if TYPE_CHECKING:  # the stages (pandas, pyarrow) are imported once the process 
 
 log = logging.getLogger("volume_monitor")
 
+# The verdicts of ``volume-monitor feedback`` (the state store's, named here so that parsing
+# the command line does not import the store).
+VERDICTS = ("normal", "expected", "incident", "new-level")
 RUN_METRICS = {
     "rows",
     "series",
     "anomaly_share",
     "bench_series_f1",
     "bench_false_alerts_per_30_days",
+    "live_precision",
+    "alerts_judged",
+    "feedback_used",
 }
 
 
@@ -173,6 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--format", choices=("table", "csv", "json"), default="table")
     history.set_defaults(handler=_history)
 
+    feedback = commands.add_parser(
+        "feedback", help="say what a scored day was (the next training learns it), or list"
+    )
+    feedback.add_argument(
+        "verdict", choices=(*VERDICTS, "list"),
+        help="normal (a false alarm), expected (a known event), incident (a real fault), "
+        "new-level (the level changed for good), or list",
+    )  # fmt: skip
+    feedback.add_argument("--monitor", help="the monitor (needed with several)")
+    feedback.add_argument("--date", type=_date, help="the day the verdict is about")
+    feedback.add_argument(
+        "--match", action="append", default=[], metavar="DIMENSION=VALUE",
+        help="only the series with this value (repeat: all must hold)",
+    )  # fmt: skip
+    feedback.add_argument("--note", help="what happened, in a few words")
+    feedback.set_defaults(handler=_feedback)
     silence = commands.add_parser("silence", help="keep series out of alerts for a while")
     actions = silence.add_subparsers(dest="action", required=True, metavar="add|list|expire")
     add = actions.add_parser("add", help="silence a monitor's series up to a day")
@@ -407,6 +429,27 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
     with state.open_store(settings.state_url) as store:
         table = history.series_history(store, monitor.name, start, end, match)
     print(history.render(table, args.format), end="")
+    return 0
+
+
+def _feedback(settings: Settings, args: argparse.Namespace) -> int:
+    from volume_monitor import feedback, state
+
+    with state.open_store(settings.state_url) as store:
+        if args.verdict == "list":
+            name = settings.monitor(args.monitor).name if args.monitor else None
+            print(feedback.render(store.all_feedback(name)), end="")
+            return 0
+        if args.date is None:
+            raise ConfigError("--date is needed: the day the verdict is about")
+        monitor = settings.monitor(args.monitor)
+        matchers = _pairs(args.match, "--match")
+        kept = feedback.add(
+            store, monitor.name, args.date, args.verdict, matchers, args.note,
+            clock.today(settings),
+        )  # fmt: skip
+    print(f"feedback #{kept.id} kept: {feedback.EFFECTS[kept.verdict]}", end=": ")
+    print(feedback.render([kept]), end="")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import logging
 import tempfile
 import time
@@ -28,6 +29,7 @@ from volume_monitor import (
     db,
     deadline,
     etl,
+    feedback,
     files,
     freshness,
     known_days,
@@ -61,6 +63,7 @@ STREAK_DAYS = 30  # how far back an alert counts the days in a row a series has 
 # rarely (see cli.GC_THRESHOLDS), and over hundreds of days figures and frames in cycles pile up.
 COLLECT_EVERY = 30
 ONE_DAY = dt.timedelta(days=1)
+FEEDBACK_FILE = "feedback.json"  # the verdicts a training run used, among its artifacts
 
 
 @dataclass(frozen=True)
@@ -311,7 +314,11 @@ def score_monitor(
     scored = policy.gated(detector.score(frame), monitor)
     if late:
         scored = policy.as_late(scored)
-    known_day = known_days.read_calendar(monitor.calendar_path).get(day)
+    verdicts = store.feedback(monitor.name, day, day)
+    scored = policy.expected(scored, feedback.expected_rows(scored, verdicts, day))
+    known_day = known_days.read_calendar(monitor.calendar_path).get(day) or _expected_day(
+        verdicts, day
+    )
     silences = store.silences(monitor.name, active_on=day)
     scored = scored.assign(silenced=policy.silenced_rows(scored, silences))
     decision = policy.decide(
@@ -387,19 +394,25 @@ def train(
     del raw  # the query's rows: as large as the frame, and no longer needed
     memory.give_back()
     _warn_if_short(frame)
+    judged = _judged(settings, monitor, frame, dimensions, start, params["clean"])
+    frame = frame[judged.keep]
     fingerprint = db.query_fingerprint(monitor.query_path)
     try:
-        detector = VolumeDetector(**params).fit(frame, monitor=monitor.name, query_hash=fingerprint)
+        detector = VolumeDetector(**params).fit(
+            frame, monitor=monitor.name, query_hash=fingerprint, normal=judged.normal[judged.keep]
+        )
     except ValueError as exc:
         raise ConfigError(f"invalid model parameters: {exc}") from None
     memory.give_back()
     scored = detector.score(frame)
-    metrics = _training_metrics(frame, scored, dimensions)
+    metrics = {**_training_metrics(frame, scored, dimensions), **judged.metrics}
     if dimensions == list(DEFAULT_DIMENSIONS):  # its faults are injected into these segments
         history = frame.reset_index()[["date", *dimensions, "count"]]
         benchmark = evaluate.self_benchmark(history, params)
         metrics.update({f"bench_{k}": v for k, v in benchmark.items() if not np.isnan(v)})
-    run_id, version = _log_run(settings, monitor, detector, frame, scored, metrics, params)
+    run_id, version = _log_run(
+        settings, monitor, detector, frame, scored, metrics, params, judged.verdicts.used
+    )
     memory.give_back()
     with state.open_store(settings.state_url) as store:
         store.write_counts(monitor.name, dimensions, scored, "train")
@@ -619,6 +632,15 @@ def _model_and_counts(settings, monitor, day, model) -> tuple[tracking.LoadedMod
     return loading.result(), raw
 
 
+def _expected_day(verdicts: Sequence[state.Feedback], day: dt.date) -> known_days.KnownDay | None:
+    """A whole day someone called ``expected``, as a known day whose alert is suppressed."""
+    item = feedback.whole_day_expected(verdicts, day)
+    if item is None:
+        return None
+    label = f"expected: {item.note}" if item.note else "expected"
+    return known_days.KnownDay(day, label, suppress_alert=True, exclude_from_training=True)
+
+
 def _late_data(settings: Settings, monitor: MonitorSpec, day: dt.date) -> str | None:
     """Why ``day`` was read before it was complete, from the monitor's freshness query; None
     when it is complete or the monitor declares no freshness query."""
@@ -732,10 +754,15 @@ def _day_record(summary: RunSummary, kind: str) -> state.DayRecord:
     )
 
 
-def _log_run(settings, monitor, detector, frame, scored, metrics, params) -> tuple[str, str]:
-    """Log the training run (parameters, metrics, score histogram, model) to MLflow."""
+def _log_run(
+    settings, monitor, detector, frame, scored, metrics, params, verdicts
+) -> tuple[str, str]:
+    """Log the training run (parameters, metrics, score histogram, the verdicts it used,
+    model) to MLflow."""
     start, end = (f"{d:%Y-%m-%d}" for d in (frame.index.min(), frame.index.max()))
     with tempfile.TemporaryDirectory() as scratch:
+        used = Path(scratch) / FEEDBACK_FILE
+        used.write_text(json.dumps([_verdict(v) for v in verdicts], indent=2), encoding="utf-8")
         histogram = plots.plot_histogram(
             scored["score"].to_numpy(), Path(scratch) / results.HISTOGRAM_FILE,
             f"{monitor.name}, training {start}..{end}: decision function",
@@ -748,8 +775,53 @@ def _log_run(settings, monitor, detector, frame, scored, metrics, params) -> tup
             "database": make_url(monitor.database_url).get_backend_name(),
         }  # fmt: skip
         return tracking.log_training(
-            settings, monitor, detector, frame, run_params, metrics, [histogram]
+            settings, monitor, detector, frame, run_params, metrics, [histogram], used
         )
+
+
+def _verdict(item: state.Feedback) -> dict[str, Any]:
+    return {"date": item.date.isoformat(), "verdict": item.verdict, "matchers": item.matchers,
+            "note": item.note, "author": item.author, "id": item.id}  # fmt: skip
+
+
+@dataclass
+class Judged:
+    """What people's verdicts and past alerts do to a training window, and the metrics that
+    say so."""
+
+    verdicts: feedback.TrainingFeedback
+    metrics: dict[str, float]
+
+    @property
+    def keep(self) -> np.ndarray:
+        return self.verdicts.keep
+
+    @property
+    def normal(self) -> np.ndarray:
+        return self.verdicts.normal
+
+
+def _judged(settings, monitor, frame, dimensions, start: dt.date, clean: bool) -> Judged:
+    """The monitor's verdicts and alerted series-days applied to the training ``frame``,
+    with the run's feedback metrics: verdicts used, rows left out by reason, and the live
+    precision (alerts confirmed / alerts judged, over every day scored since ``start``)."""
+    today = clock.today(settings)
+    with state.open_store(settings.state_url) as store:
+        verdicts = store.all_feedback(monitor.name)
+        alerted = store.anomalies(monitor.name, start, today)
+        alerted_days = {d.date for d in store.days(monitor.name, start, today) if d.alert}
+    found = feedback.for_training(frame.reset_index(), dimensions, verdicts, alerted, clean)
+    precision = feedback.live_precision(verdicts, alerted_days)
+    metrics = {"feedback_used": float(len(found.used)), "alerts_judged": float(precision.judged)}
+    metrics.update({f"left_out_{reason}": float(n) for reason, n in found.left_out.items()})
+    if precision.value is not None:
+        metrics["live_precision"] = precision.value
+    if found.left_out:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in found.left_out.items())
+        log.info(
+            "train: rows left out of training: %s (%d verdicts used)", reasons, len(found.used)
+        )
+    return Judged(found, metrics)
 
 
 def _without_excluded_days(raw: pd.DataFrame, monitor: MonitorSpec) -> pd.DataFrame:

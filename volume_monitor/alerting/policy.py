@@ -91,6 +91,17 @@ def gated(scored: pd.DataFrame, monitor: MonitorSpec) -> pd.DataFrame:
     )
 
 
+def expected(scored: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``scored`` with ``rows`` (series someone said to expect that day) not anomalous, their
+    cause ``expected``."""
+    if not rows.any():
+        return scored
+    return scored.assign(
+        is_anomaly=scored["is_anomaly"].astype(bool) & ~rows,
+        cause=scored["cause"].where(~rows, "expected"),
+    )
+
+
 def as_late(scored: pd.DataFrame) -> pd.DataFrame:
     """``scored`` as a day read before it was complete: every series keeps its count, range
     and direction, none is anomalous, and each carries the cause ``late``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import getpass
+from collections.abc import Sequence
 
 from volume_monitor.config import MonitorSpec
 from volume_monitor.errors import ConfigError
@@ -23,18 +24,26 @@ def add(
     """Keep a silence of ``monitor``'s series matching ``matchers`` (empty: all) up to
     ``until`` included; a :class:`ConfigError` for a dimension the monitor does not have, a
     day already past, or no reason."""
-    unknown = sorted(set(matchers) - set(monitor.dimensions or matchers))
-    if unknown:
-        raise ConfigError(
-            f"monitor {monitor.name!r} has no dimension {', '.join(unknown)}; "
-            f"its dimensions: {', '.join(monitor.dimensions or ())}"
-        )
+    check_dimensions(monitor.name, matchers, monitor.dimensions)
     if until < today:
         raise ConfigError(f"--until {until} is already past (today is {today})")
     if not reason.strip():
         raise ConfigError("--reason must say why: it is shown with every silenced series")
-    silence = Silence(monitor.name, dict(matchers), until, reason.strip(), _user())
+    silence = Silence(monitor.name, dict(matchers), until, reason.strip(), current_user())
     return dataclasses.replace(silence, id=store.add_silence(silence))
+
+
+def check_dimensions(
+    monitor: str, matchers: dict[str, str], dimensions: Sequence[str] | None
+) -> None:
+    """A :class:`ConfigError` for a matcher on a dimension the monitor does not have (not
+    checked while its dimensions are unknown)."""
+    unknown = sorted(set(matchers) - set(dimensions or matchers))
+    if unknown:
+        raise ConfigError(
+            f"monitor {monitor!r} has no dimension {', '.join(unknown)}; "
+            f"its dimensions: {', '.join(dimensions or ())}"
+        )
 
 
 def expire(store: Store, silence_id: int) -> None:
@@ -63,7 +72,8 @@ def _state(silence: Silence, today: dt.date) -> str:
     return "active" if silence.active_on(today) else "over"
 
 
-def _user() -> str | None:
+def current_user() -> str | None:
+    """Who runs the command, as the system knows them."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for this uid

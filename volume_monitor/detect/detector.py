@@ -124,11 +124,17 @@ class VolumeDetector(BaseEstimator):
     # --- fitting -------------------------------------------------------------------------
 
     def fit(
-        self, frame: pd.DataFrame, y=None, monitor: str = "", query_hash: str = ""
+        self,
+        frame: pd.DataFrame,
+        y=None,
+        monitor: str = "",
+        query_hash: str = "",
+        normal: np.ndarray | None = None,
     ) -> VolumeDetector:
         """Learn series, baselines, group ranges, the encoder and the outlier model from an
         ETL frame (date index); remember the ``monitor`` and the fingerprint of the query
-        (``query_hash``) it came from, so it is never used to score another."""
+        (``query_hash``) it came from, so it is never used to score another. ``normal``: the
+        rows a person called normal, trained on even where they look unusual."""
         if self.features not in FEATURE_SETS:
             raise ValueError(f"features must be one of {FEATURE_SETS}, not {self.features!r}")
         if self.method not in METHODS or (self.method == "zscore" and self.features != "baseline"):
@@ -143,7 +149,8 @@ class VolumeDetector(BaseEstimator):
         series = frame[keys].drop_duplicates().sort_values(keys)
         self.series_ = series.astype(str).values.tolist()
         index = self._series_index(frame)
-        found, keep = self._fit_baseline(frame, index, len(series))
+        confirmed = np.zeros(len(frame), dtype=bool) if normal is None else np.asarray(normal)
+        found, keep = self._fit_baseline(frame, index, len(series), confirmed)
         self.excluded_rows_ = int((~keep).sum())
         if self._grouped:
             self.group_names_, self.group_ranges_ = groups.learn_ranges(
@@ -159,7 +166,7 @@ class VolumeDetector(BaseEstimator):
         return self
 
     def _fit_baseline(
-        self, frame: pd.DataFrame, index: np.ndarray, n_series: int
+        self, frame: pd.DataFrame, index: np.ndarray, n_series: int, normal: np.ndarray
     ) -> tuple[groups.Moves, np.ndarray]:
         """Learn each series' level per day kind and the spread of its own moves (beyond its
         top group's); with ``clean``, leave out of both the training rows that lie outside
@@ -183,7 +190,7 @@ class VolumeDetector(BaseEstimator):
             change = np.abs(counts - np.expm1(expected))
             with np.errstate(invalid="ignore"):
                 unusual = np.abs(found.own) > self.band * self.spread_[index]
-            unusual &= keep & (change >= self.min_change)
+            unusual &= keep & (change >= self.min_change) & ~normal
             if not self.clean or not unusual.any():
                 break
             keep &= ~unusual
