@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DETECTORS: dict[str, dict[str, Any]] = {
     "seed": {"features": "seed", **SEED_PARAMS},
     "iforest_baseline_groups": {},
+    "iforest_groups_unclean": {"clean": False},  # trains on the incidents in its window
     "ocsvm_baseline_groups": {"method": "ocsvm"},
     "lof_baseline_groups": {"method": "lof"},
     "iforest_baseline": {"group_threshold": 0.0},
