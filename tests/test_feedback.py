@@ -162,3 +162,56 @@ def test_a_verdict_on_an_unknown_dimension_or_a_day_to_come_is_one_line(workdir,
         [line] = done.stderr.splitlines()
         assert f"error: {message}" in line, line
     assert vm(workdir, state_env, "feedback", "list").stdout == "no feedback\n"
+
+
+def test_verdicts_and_past_alerts_decide_the_training_rows():
+    from volume_monitor import feedback
+    from volume_monitor.state import Feedback
+
+    days = pd.to_datetime(["2026-06-01", "2026-06-02", "2026-06-03"])
+    frame = pd.DataFrame(
+        [(d, c, a) for d in days for c in ("web", "api") for a in ("view", "login")],
+        columns=["date", "channelid", "actioncode"],
+    ).set_index("date")
+    d1, d2, d3 = (d.date() for d in days)
+    verdicts = [
+        Feedback("m", d1, "normal", {"channelid": "web"}),
+        Feedback("m", d2, "incident", {"channelid": "api", "actioncode": "view"}),
+        Feedback("m", d3, "new-level", {"channelid": "api", "actioncode": "login"}),
+        Feedback("m", d3, "expected", {"channelid": "nowhere"}),  # matches nothing: unused
+    ]
+    alerted = pd.DataFrame(
+        [(days[0], "web", "view"), (days[0], "api", "view"), (days[2], "web", "login")],
+        columns=["date", "channelid", "actioncode"],
+    )
+    found = feedback.for_training(frame, ["channelid", "actioncode"], verdicts, alerted)
+    left = frame.reset_index()[~found.keep]
+    assert sorted(map(tuple, left.astype(str).to_numpy())) == [
+        ("2026-06-01", "api", "login"),  # new-level on day 3: earlier days go
+        ("2026-06-01", "api", "view"),  # alerted, nobody judged
+        ("2026-06-02", "api", "login"),
+        ("2026-06-02", "api", "view"),  # the incident
+        ("2026-06-03", "web", "login"),  # alerted
+    ]
+    assert found.left_out == {"incident": 1, "new-level": 2, "alerted": 2}
+    assert frame.reset_index()[found.normal]["channelid"].tolist() == ["web", "web"]
+    assert [v.verdict for v in found.used] == ["normal", "incident", "new-level"]
+    unclean = feedback.for_training(frame, ["channelid", "actioncode"], verdicts, alerted, False)
+    assert unclean.left_out == {"incident": 1, "new-level": 2}
+
+
+def test_live_precision_is_confirmed_over_judged_alerted_days():
+    from volume_monitor import feedback
+    from volume_monitor.state import Feedback
+
+    d1, d2, d3, d4 = (dt.date(2026, 6, d) for d in (1, 2, 3, 4))
+    verdicts = [
+        Feedback("m", d1, "normal"),  # a false alarm
+        Feedback("m", d2, "normal", {"channelid": "web"}),
+        Feedback("m", d2, "incident", {"channelid": "api"}),  # the day's alert was right
+        Feedback("m", d3, "expected"),
+        Feedback("m", d4, "incident"),  # d4 did not alert: not an alert judged
+    ]
+    found = feedback.live_precision(verdicts, {d1, d2, d3})
+    assert (found.judged, found.confirmed, found.value) == (3, 2, 2 / 3)
+    assert feedback.live_precision([], {d1}).value is None

@@ -54,28 +54,26 @@ def for_training(
     alerted: pd.DataFrame,
     clean: bool = True,
 ) -> TrainingFeedback:
-    """Which rows of ``frame`` (a ``date`` column and the ``dimensions``) to train on, given
-    the monitor's ``verdicts`` and its ``alerted`` series-days (``date`` and the dimensions);
-    with ``clean`` false, past alerts are trained on unless a verdict says otherwise."""
-    dates = pd.to_datetime(frame["date"]).to_numpy()
+    """Which rows of ``frame`` (an ETL frame: the dates as its index, the ``dimensions``) to
+    train on, given the monitor's ``verdicts`` and its ``alerted`` series-days (``date`` and
+    the dimensions); with ``clean`` false, past alerts are trained on unless a verdict says
+    otherwise. Labels are compared only on the rows of the days concerned: a year of many
+    series is millions of rows."""
+    dates = pd.DatetimeIndex(frame.index).to_numpy()
     normal = np.zeros(len(frame), dtype=bool)
     result = TrainingFeedback(np.ones(len(frame), dtype=bool), normal)
     for item in verdicts:
-        series = matching(frame, item.matchers)
-        day = dates == np.datetime64(item.date)
+        day = np.datetime64(item.date, "ns")
+        days = dates < day if item.verdict == "new-level" else dates == day
+        rows = _matching_among(frame, days, item.matchers)
         if item.verdict == "normal":
-            rows = series & day
             normal |= rows
-        elif item.verdict == "new-level":
-            rows = series & (dates < np.datetime64(item.date))
         else:
-            rows = series & day
-        if item.verdict != "normal":
             _leave_out(result, rows, item.verdict)
         if rows.any():
             result.used.append(item)
     if clean and len(alerted):
-        _leave_out(result, _rows_of(frame, dimensions, alerted) & ~normal, "alerted")
+        _leave_out(result, _rows_of(frame, dates, dimensions, alerted) & ~normal, "alerted")
     return result
 
 
@@ -170,13 +168,26 @@ def _leave_out(result: TrainingFeedback, rows: np.ndarray, reason: str) -> None:
     result.keep &= ~rows
 
 
-def _rows_of(frame: pd.DataFrame, dimensions: Sequence[str], rows: pd.DataFrame) -> np.ndarray:
-    """Which rows of ``frame`` are among ``rows`` (by date and labels)."""
-    keys = ["date", *dimensions]
+def _matching_among(frame: pd.DataFrame, days: np.ndarray, matchers: dict[str, str]):
+    """The rows among ``days`` (a mask of ``frame``'s rows) whose labels hold ``matchers``."""
+    rows = np.zeros(len(frame), dtype=bool)
+    positions = np.flatnonzero(days)
+    rows[positions[matching(frame.iloc[positions], matchers)]] = True
+    return rows
 
-    def index(of: pd.DataFrame) -> pd.MultiIndex:
-        parts = [pd.to_datetime(of["date"]).to_numpy()]
-        parts += [of[name].astype(str).to_numpy() for name in dimensions]
-        return pd.MultiIndex.from_arrays(parts, names=keys)
 
-    return index(frame).isin(index(rows))
+def _rows_of(
+    frame: pd.DataFrame, dates: np.ndarray, dimensions: Sequence[str], rows: pd.DataFrame
+) -> np.ndarray:
+    """Which rows of ``frame`` (its ``dates``) are among ``rows`` (by date and labels)."""
+    wanted = pd.to_datetime(rows["date"]).to_numpy().astype("datetime64[ns]")
+    positions = np.flatnonzero(np.isin(dates, wanted))
+
+    def index(day: np.ndarray, labels: pd.DataFrame) -> pd.MultiIndex:
+        parts = [day, *(labels[name].astype(str).to_numpy() for name in dimensions)]
+        return pd.MultiIndex.from_arrays(parts)
+
+    found = np.zeros(len(frame), dtype=bool)
+    candidates = index(dates[positions], frame.iloc[positions])
+    found[positions[candidates.isin(index(wanted, rows))]] = True
+    return found

@@ -810,7 +810,7 @@ def _judged(settings, monitor, frame, dimensions, start: dt.date, clean: bool) -
         verdicts = store.all_feedback(monitor.name)
         alerted = store.anomalies(monitor.name, start, today)
         alerted_days = {d.date for d in store.days(monitor.name, start, today) if d.alert}
-    found = feedback.for_training(frame.reset_index(), dimensions, verdicts, alerted, clean)
+    found = feedback.for_training(frame, dimensions, verdicts, alerted, clean)
     precision = feedback.live_precision(verdicts, alerted_days)
     metrics = {"feedback_used": float(len(found.used)), "alerts_judged": float(precision.judged)}
     metrics.update({f"left_out_{reason}": float(n) for reason, n in found.left_out.items()})
