@@ -17,6 +17,8 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +76,22 @@ PRIVATE_NAME = f"vm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
 
 CONTAINER = {"postgresql": "SCHEMA", "mariadb": "DATABASE"}  # what holds the private tables
+
+
+@contextmanager
+def postgresql_schema(prefix: str) -> Iterator[str]:
+    """The URL of a PostgreSQL schema of its own on the machine's server, dropped afterwards
+    (skips, or fails when services are required, if PostgreSQL is down)."""
+    server_url("postgresql")
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    _as_admin("postgresql", f"CREATE SCHEMA {schema}")
+    url = make_url(SERVER_URLS["postgresql"]).update_query_dict(
+        {"options": f"-csearch_path={schema}"}
+    )
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        _as_admin("postgresql", f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def _create_private(kind: str, url: str) -> str:

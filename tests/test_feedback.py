@@ -6,14 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy.engine import make_url
 
-from conftest import FIRST_DAY, LAST_DAY, SERVER_URLS, _as_admin, run, server_url
+from conftest import FIRST_DAY, LAST_DAY, postgresql_schema, run
 
 MOBILE_DUPLICATE = LAST_DAY - dt.timedelta(days=60)  # the demo's earlier duplicated load
 MISSING_DAY = LAST_DAY - dt.timedelta(days=30)
@@ -26,16 +24,8 @@ def state_env(request, workdir) -> dict[str, str]:
     if request.param == "sqlite":
         yield {}
         return
-    server_url("postgresql")  # skips, or fails when services are required, if PG is down
-    schema = f"vm_feedback_{uuid.uuid4().hex[:12]}"
-    _as_admin("postgresql", f"CREATE SCHEMA {schema}")
-    url = make_url(SERVER_URLS["postgresql"]).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    )
-    try:
-        yield {"VM_STATE_URL": url.render_as_string(hide_password=False)}
-    finally:
-        _as_admin("postgresql", f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    with postgresql_schema("vm_feedback") as url:
+        yield {"VM_STATE_URL": url}
 
 
 def vm(folder: Path, env: dict[str, str], *args: str):

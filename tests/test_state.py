@@ -10,16 +10,14 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Date, bindparam, create_engine, inspect, text
-from sqlalchemy.engine import make_url
 
-from conftest import ROOT, SERVER_URLS, _as_admin, clean_environment, server_url
+from conftest import ROOT, clean_environment, postgresql_schema
 from volume_monitor.errors import StateError
 from volume_monitor.state import (
     HEAD,
@@ -47,16 +45,8 @@ def state_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state' / 'volume-monitor.db'}"
         return
-    server_url("postgresql")  # skips, or fails when services are required, if PG is down
-    schema = f"vm_state_{uuid.uuid4().hex[:12]}"
-    _as_admin("postgresql", f"CREATE SCHEMA {schema}")
-    url = make_url(SERVER_URLS["postgresql"]).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    )
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        _as_admin("postgresql", f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    with postgresql_schema("vm_state") as url:
+        yield url
 
 
 @pytest.fixture

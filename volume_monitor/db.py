@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import sqlparse
 from sqlalchemy import Date, bindparam, create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql.elements import TextClause
 
@@ -259,11 +259,7 @@ def fetch_chunks(
     memory does not grow with the size of the result. At least one (perhaps empty) frame is
     yielded."""
     began, total = time.perf_counter(), 0
-    safe = redact_url(engine.url.render_as_string(hide_password=False))
-    try:
-        connection = engine.connect()
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot reach the database {safe}: {first_line(exc)}") from None
+    connection, safe = _connect(engine)
     with connection:
         try:
             streamed = connection.execution_options(stream_results=True, yield_per=rows)
@@ -292,14 +288,20 @@ def fetch_chunks(
     )  # fmt: skip
 
 
+def _connect(engine: Engine) -> tuple[Connection, str]:
+    """A connection of ``engine`` and its URL without secrets, for messages; a
+    :class:`DatabaseError` naming it when the database cannot be reached."""
+    safe = redact_url(engine.url.render_as_string(hide_password=False))
+    try:
+        return engine.connect(), safe
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot reach the database {safe}: {first_line(exc)}") from None
+
+
 def fetch_value(engine: Engine, query: TextClause, start: dt.date, end: dt.date) -> object:
     """The first value of the first row ``query`` returns for ``[start, end)`` (None when it
     returns no row): what a freshness query gives."""
-    safe = redact_url(engine.url.render_as_string(hide_password=False))
-    try:
-        connection = engine.connect()
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot reach the database {safe}: {first_line(exc)}") from None
+    connection, safe = _connect(engine)
     with connection:
         try:
             return connection.execute(query, {"start": start, "end": end}).scalar()

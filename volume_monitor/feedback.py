@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from volume_monitor.alerting.silences import check_dimensions, current_user
+from volume_monitor.alerting.silences import check_dimensions, current_user, matched
 from volume_monitor.errors import ConfigError
 from volume_monitor.state import Feedback, Store
 
@@ -101,13 +101,11 @@ def render(verdicts: Sequence[Feedback]) -> str:
     """One line per verdict: id, monitor, day, verdict, what it matches, who, note."""
     if not verdicts:
         return "no feedback\n"
-    lines = []
-    for item in verdicts:
-        matches = ", ".join(f"{k}={v}" for k, v in item.matchers.items()) or "(every series)"
-        lines.append(
-            f"#{item.id}  {item.monitor}  {item.date}  {item.verdict}  {matches}  "
-            f"{item.author or '-'}  {item.note or ''}".rstrip()
-        )
+    lines = [
+        f"#{item.id}  {item.monitor}  {item.date}  {item.verdict}  {matched(item.matchers)}  "
+        f"{item.author or '-'}  {item.note or ''}".rstrip()
+        for item in verdicts
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -56,14 +56,17 @@ def render(silences: list[Silence], today: dt.date) -> str:
     """One line per silence: id, monitor, what it matches, until, state, reason."""
     if not silences:
         return "no silences\n"
-    lines = []
-    for silence in silences:
-        matches = ", ".join(f"{k}={v}" for k, v in silence.matchers.items()) or "(every series)"
-        lines.append(
-            f"#{silence.id}  {silence.monitor}  {matches}  until {silence.until}  "
-            f"{_state(silence, today)}  {silence.reason}"
-        )
+    lines = [
+        f"#{silence.id}  {silence.monitor}  {matched(silence.matchers)}  until {silence.until}  "
+        f"{_state(silence, today)}  {silence.reason}"
+        for silence in silences
+    ]
     return "\n".join(lines) + "\n"
+
+
+def matched(matchers: dict[str, str]) -> str:
+    """``channelid=web, os_family=iOS``, or ``(every series)`` without matchers."""
+    return ", ".join(f"{k}={v}" for k, v in matchers.items()) or "(every series)"
 
 
 def _state(silence: Silence, today: dt.date) -> str:
