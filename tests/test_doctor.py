@@ -22,8 +22,8 @@ NAMES = ["database", "query", "model", "mlflow", "state", "results", "log", "smt
 PASSWORD = "s3cret-Pa55"
 
 
-def by_name(checks: list[Check]) -> dict[str, Check]:
-    assert [c.name for c in checks] == NAMES
+def by_name(checks: list[Check], names: list[str] = NAMES) -> dict[str, Check]:
+    assert [c.name for c in checks] == names
     for check in checks:
         assert check.detail and "\n" not in check.detail, check
     return {c.name: c for c in checks}
@@ -512,3 +512,22 @@ def test_doctor_command_prints_each_channel_and_exits_1_when_one_fails(trained_w
     for result in (healthy, broken):
         assert "s3cret" not in (result.stdout + result.stderr).lower()
         assert ROUTING_KEY not in result.stdout + result.stderr
+
+
+def test_the_freshness_query_is_run_for_yesterday_and_a_bad_one_fails(
+    trained_settings, login_env, tmp_path
+):
+    from conftest import ROOT
+
+    names = [*NAMES[:3], "freshness", *NAMES[3:]]
+    good = trained_settings(VM_FRESHNESS_QUERY=str(ROOT / "sql" / "latest_event.sql"), **login_env)
+    checks = by_name(run_checks(good), names)
+    yesterday = clock.yesterday(good)
+    assert all(c.ok for c in checks.values()), format_report(list(checks.values()))
+    assert checks["freshness"].detail == f"latest_event.sql: no events on {yesterday}"
+    bad_sql = tmp_path / "soon.sql"
+    bad_sql.write_text("SELECT 'soon' AS latest WHERE :start <= :end\n")
+    bad = trained_settings(VM_FRESHNESS_QUERY=str(bad_sql), **login_env)
+    checks = by_name(run_checks(bad), names)
+    assert {name for name, c in checks.items() if not c.ok} == {"freshness"}
+    assert checks["freshness"].detail == "the freshness query returned 'soon', not a time"

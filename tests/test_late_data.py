@@ -108,3 +108,13 @@ def test_settled_day_waits_the_hours_after_a_days_end():
     assert freshness.settled_day(at, 0) == dt.date(2026, 7, 1)
     assert freshness.settled_day(at, 6) == dt.date(2026, 7, 1)
     assert freshness.settled_day(at, 7) == dt.date(2026, 6, 30)
+
+
+def test_a_freshness_query_that_gives_no_time_stops_the_run_in_one_line(trained_workdir):
+    (trained_workdir / "sql" / "soon.sql").write_text("SELECT 'soon' WHERE :start <= :end\n")
+    done = run("deploy.py", "--date", str(LAST_DAY), cwd=trained_workdir,
+               VM_FRESHNESS_QUERY="sql/soon.sql")  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "error" in line]
+    assert line.endswith("the freshness query returned 'soon', not a time")
+    assert not (trained_workdir / "results" / "default" / str(LAST_DAY)).exists()

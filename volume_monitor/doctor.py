@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from volume_monitor import clock, db, state, tracking
+from volume_monitor import clock, db, freshness, state, tracking
 from volume_monitor.alerting.channels import http
 from volume_monitor.alerting.channels.email import smtp_reason
 from volume_monitor.config import (
@@ -98,7 +98,10 @@ def _monitor_checks(settings: Settings, monitor: MonitorSpec, store: Check) -> l
         model = _attempt(prefix + "model", lambda: _model(settings, monitor, found))
     else:
         model = _not_run(prefix + "model", store)
-    return [database, query, model]
+    if monitor.freshness_path is None:
+        return [database, query, model]
+    latest = _attempt(prefix + "freshness", lambda: _freshness(settings, monitor, database.ok))
+    return [database, query, model, latest]
 
 
 def format_report(checks: list[Check]) -> str:
@@ -163,6 +166,25 @@ def _query(settings: Settings, monitor: MonitorSpec, database_ok: bool, found: d
     found["dimensions"] = dimensions
     rows = f"{len(frame)} row{'s' if len(frame) > 1 else ''}" if len(frame) else "no rows"
     return f"{name}: columns match ({', '.join(dimensions)}), {rows} for {day}"
+
+
+def _freshness(settings: Settings, monitor: MonitorSpec, database_ok: bool) -> str:
+    """Run the freshness query for yesterday: it must give a time (or nothing, for a day
+    without events); a late day is reported, not failed: the data is late, not the set-up."""
+    name = monitor.freshness_path.name
+    db.read_query(monitor.freshness_path)
+    if not database_ok:
+        raise _Broken(f"{name} not run: the database check failed")
+    day = clock.yesterday(settings)
+    engine = _engine(settings, monitor)
+    try:
+        found = freshness.read(engine, monitor, day, settings.timezone)
+    finally:
+        engine.dispose()
+    if found.latest is None:
+        return f"{name}: no events on {day}"
+    verdict = found.reason() if found.late else "complete"
+    return f"{name}: the latest event of {day} is at {found.latest:%H:%M:%S} ({verdict})"
 
 
 def _store(settings: Settings) -> str:

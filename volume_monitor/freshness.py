@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from volume_monitor import db
+from volume_monitor.config import MonitorSpec
 from volume_monitor.errors import QueryError
 
 RESCORE_DAYS = 7  # a late day is scored again by the nightly runs of this many days after it
@@ -51,6 +53,14 @@ class Freshness:
             f"late data: the latest event is {self.latest:%Y-%m-%d %H:%M}, "
             f"{_duration(short)} before the day ends; scored again once complete"
         )
+
+
+def read(engine, monitor: MonitorSpec, day: dt.date, timezone: str) -> Freshness:
+    """``day`` as the monitor's freshness query finds it on ``engine``."""
+    query = db.read_query(monitor.freshness_path)
+    value = db.fetch_value(engine, query, day, day + dt.timedelta(days=1))
+    tolerance = dt.timedelta(minutes=monitor.late_tolerance_minutes)
+    return Freshness(day, latest_time(value, timezone), tolerance)
 
 
 def latest_time(value: object, timezone: str) -> dt.datetime | None:

@@ -652,11 +652,9 @@ def _late_data(settings: Settings, monitor: MonitorSpec, day: dt.date) -> str | 
         query_timeout=deadline.bounded(settings.query_timeout),
     )
     try:
-        value = db.fetch_value(engine, db.read_query(monitor.freshness_path), day, day + ONE_DAY)
+        found = freshness.read(engine, monitor, day, settings.timezone)
     finally:
         engine.dispose()
-    tolerance = dt.timedelta(minutes=monitor.late_tolerance_minutes)
-    found = freshness.Freshness(day, freshness.latest_time(value, settings.timezone), tolerance)
     log.info("freshness: %s %s latest event %s", monitor.name, day, found.latest)
     return found.reason() if found.late else None
 
