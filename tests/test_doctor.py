@@ -531,3 +531,23 @@ def test_the_freshness_query_is_run_for_yesterday_and_a_bad_one_fails(
     checks = by_name(run_checks(bad), names)
     assert {name for name, c in checks.items() if not c.ok} == {"freshness"}
     assert checks["freshness"].detail == "the freshness query returned 'soon', not a time"
+
+
+def test_a_freshness_column_is_read_by_the_query_check_and_is_no_dimension(
+    trained_settings, login_env, tmp_path
+):
+    with_latest = QUERY.read_text().replace(
+        "    COUNT(*) AS count\n", "    COUNT(*) AS count,\n    MAX(created_at) AS latest_event\n"
+    )
+    fresh = tmp_path / "fresh.sql"
+    fresh.write_text(with_latest)
+    settings = trained_settings(VM_QUERY=str(fresh), VM_FRESHNESS_COLUMN="latest_event",
+                                **login_env)  # fmt: skip
+    checks = by_name(run_checks(settings), [*NAMES[:3], "freshness", *NAMES[3:]])
+    yesterday = clock.yesterday(settings)
+    assert checks["query"].detail.startswith(
+        "fresh.sql: columns match (channelid, actioncode, os_family), no rows"
+    )
+    assert checks["freshness"].ok
+    assert checks["freshness"].detail == f"column latest_event: no events on {yesterday}"
+    assert {name for name, c in checks.items() if not c.ok} == {"model"}, "another query"

@@ -118,3 +118,31 @@ def test_a_freshness_query_that_gives_no_time_stops_the_run_in_one_line(trained_
     [line] = [line for line in done.stderr.splitlines() if "error" in line]
     assert line.endswith("the freshness query returned 'soon', not a time")
     assert not (trained_workdir / "results" / "default" / str(LAST_DAY)).exists()
+
+
+def test_a_freshness_column_of_the_counts_query_tells_a_late_day_too(workdir):
+    counts_sql = (ROOT / "sql" / "daily_volume.sql").read_text()
+    with_latest = counts_sql.replace(
+        "    COUNT(*) AS count\n", "    COUNT(*) AS count,\n    MAX(created_at) AS latest_event\n"
+    )
+    assert with_latest != counts_sql
+    (workdir / "sql" / "fresh.sql").write_text(with_latest)
+    env = {"VM_QUERY": "sql/fresh.sql", "VM_FRESHNESS_COLUMN": "latest_event"}
+    end = str(LAST_DAY + dt.timedelta(days=1))
+    trained = run("train.py", "--start", str(LAST_DAY - dt.timedelta(days=90)), "--end", end,
+                  "--promote", cwd=workdir, **env)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    with sqlite3.connect(workdir / "data" / "demo.db") as connection:
+        connection.execute("DELETE FROM activityhistory WHERE created_at >= ?",
+                           (f"{LAST_DAY} 20:00:00",))  # fmt: skip
+    done = run("deploy.py", "--date", str(LAST_DAY), cwd=workdir, **env)
+    assert done.returncode == 0, done.stderr
+    summary = summary_of(workdir, LAST_DAY)
+    assert summary["late_data"].startswith(f"late data: the latest event is {LAST_DAY} 19:59, ")
+    scores = scores_of(workdir, LAST_DAY)
+    assert "latest_event" not in scores.columns, "the freshness column is no dimension"
+    assert (scores["cause"] == "late").all()
+    both = run("deploy.py", "--date", str(LAST_DAY), cwd=workdir,
+               VM_FRESHNESS_QUERY="sql/latest_event.sql", **env)  # fmt: skip
+    assert both.returncode == 1
+    assert "VM_FRESHNESS_QUERY and VM_FRESHNESS_COLUMN are both set: give one" in both.stderr

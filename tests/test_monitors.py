@@ -179,6 +179,11 @@ BAD_FILES = {
         "monitors:\n  o:\n    query: q.sql\n    database_url: sqlite:///x.db\n    holidays: XX\n",
         "monitors.yml: monitor 'o': holidays: holidays: 'XX' is not a country",
     ),
+    "two freshness sources": (
+        "monitors:\n  o:\n    query: q.sql\n    database_url: sqlite:///x.db\n"
+        "    freshness: f.sql\n    freshness_column: latest\n",
+        "monitors.yml: monitor 'o': freshness and freshness_column are both set: give one",
+    ),
     "unknown direction": (
         "monitors:\n  o:\n    query: q.sql\n    alert_direction: down\n",
         "monitors.yml: monitor 'o': alert_direction: Input should be 'both', 'low' or 'high'",

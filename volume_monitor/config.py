@@ -50,6 +50,7 @@ DEFAULTS: dict[str, str] = {
     "VM_ALERT_DIRECTION": "both",
     "VM_HOLIDAYS": "",
     "VM_FRESHNESS_QUERY": "",
+    "VM_FRESHNESS_COLUMN": "",
     "VM_LATE_TOLERANCE_MINUTES": "60",
     "VM_SETTLE_HOURS": "0",
     "VM_TIMEZONE": "UTC",
@@ -156,6 +157,7 @@ class MonitorSpec:
     alert_direction: str = "both"  # or "low" (drops, stalls, missing series) or "high"
     holidays: str = ""  # a country and subdivision of the holidays package: US, AU-VIC
     freshness_path: Path | None = None  # the query giving the day's latest event time
+    freshness_column: str = ""  # or the counts query's column of each row's latest event
     late_tolerance_minutes: float = 60.0  # a day is late when its last event is earlier
     settle_hours: float = 0.0  # a nightly run scores a day this long after its end
     calendar_path: Path | None = None
@@ -438,6 +440,11 @@ def _default_monitor(v: Mapping[str, str], smtp: SmtpSettings) -> MonitorSpec:
         alert_direction=alert_direction(v["VM_ALERT_DIRECTION"], "VM_ALERT_DIRECTION"),
         holidays=holiday_country(v["VM_HOLIDAYS"], "VM_HOLIDAYS"),
         freshness_path=_path(v["VM_FRESHNESS_QUERY"]) if v["VM_FRESHNESS_QUERY"].strip() else None,
+        freshness_column=one_freshness(
+            v["VM_FRESHNESS_QUERY"],
+            v["VM_FRESHNESS_COLUMN"],
+            ("VM_FRESHNESS_QUERY", "VM_FRESHNESS_COLUMN"),
+        ),
         late_tolerance_minutes=_seconds(v, "VM_LATE_TOLERANCE_MINUTES", "minutes"),
         settle_hours=_seconds(v, "VM_SETTLE_HOURS", "hours"),
         calendar_path=_path(v["VM_CALENDAR"]) if v["VM_CALENDAR"].strip() else None,
@@ -533,6 +540,14 @@ def _seconds(v: Mapping[str, str], key: str, unit: str = "seconds") -> float:
     if not math.isfinite(number) or number < 0:
         raise ConfigError(f"{key} must be 0 or more {unit}, not {v[key]!r}")
     return number
+
+
+def one_freshness(query: str, column: str, keys: tuple[str, str]) -> str:
+    """The freshness column (empty: none), refused with a freshness query beside it (``keys``:
+    the two settings' names, for the message)."""
+    if query.strip() and column.strip():
+        raise ConfigError(f"{keys[0]} and {keys[1]} are both set: give one")
+    return column.strip()
 
 
 DIRECTIONS = ("both", "low", "high")

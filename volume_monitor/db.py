@@ -241,9 +241,26 @@ def fetch(
     start: dt.date,
     end: dt.date,
     dimensions: Sequence[str] | None = DEFAULT_DIMENSIONS,
+    latest: Latest | None = None,
 ) -> pd.DataFrame:
     """Run ``query`` for ``[start, end)`` and return its rows checked against the contract."""
-    return pd.concat(fetch_chunks(engine, query, start, end, dimensions), ignore_index=True)
+    chunks = fetch_chunks(engine, query, start, end, dimensions, latest=latest)
+    return pd.concat(chunks, ignore_index=True)
+
+
+@dataclass
+class Latest:
+    """A freshness column of the counts query (``column``, the latest event time of each
+    row's group) and the latest of its values seen so far (None: none yet)."""
+
+    column: str
+    value: object = None
+
+    def see(self, frame: pd.DataFrame, name: str) -> None:
+        values = frame[name].dropna()
+        if len(values):
+            top = values.max()
+            self.value = top if self.value is None else max(self.value, top)
 
 
 def fetch_chunks(
@@ -253,11 +270,13 @@ def fetch_chunks(
     end: dt.date,
     dimensions: Sequence[str] | None = DEFAULT_DIMENSIONS,
     rows: int = CHUNK_ROWS,
+    latest: Latest | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Run ``query`` for ``[start, end)`` and yield its rows checked against the contract
     for ``dimensions``, ``rows`` at a time, streamed from the server where the driver can:
     memory does not grow with the size of the result. At least one (perhaps empty) frame is
-    yielded."""
+    yielded. With ``latest``, its column is no dimension: the latest of its values is kept
+    there."""
     began, total = time.perf_counter(), 0
     connection, safe = _connect(engine)
     with connection:
@@ -266,14 +285,18 @@ def fetch_chunks(
             result = streamed.execute(query, {"start": start, "end": end})
             with result:  # closed even when a chunk breaks the contract: no lock is left
                 columns = list(result.keys())
-                contract = contract_for(columns, dimensions)
-                _warn_of_extra_columns(columns, contract)
+                fresh = _freshness_column(columns, latest)
+                counted = [c for c in columns if c != fresh]
+                contract = contract_for(counted, dimensions)
+                _warn_of_extra_columns(counted, contract)
                 for part in result.partitions(rows):
                     total += len(part)
                     # plain tuples (pandas probes Row objects for attributes: 8x slower) into
                     # object columns, converted once by check_contract
                     tuples = [tuple(row) for row in part]
                     frame = pd.DataFrame(tuples, columns=columns, dtype=object)
+                    if fresh is not None:
+                        latest.see(frame, fresh)
                     yield check_contract(frame, contract)
                 if not total:
                     yield check_contract(pd.DataFrame(columns=columns), contract)
@@ -296,6 +319,20 @@ def _connect(engine: Engine) -> tuple[Connection, str]:
         return engine.connect(), safe
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot reach the database {safe}: {first_line(exc)}") from None
+
+
+def _freshness_column(columns: list[str], latest: Latest | None) -> str | None:
+    """The result's column that ``latest`` names (None without one), or a
+    :class:`QueryError` when the result lacks it."""
+    if latest is None:
+        return None
+    found = next((c for c in columns if str(c).lower() == latest.column.lower()), None)
+    if found is None:
+        raise QueryError(
+            f"the query result has no freshness column {latest.column!r}; "
+            f"it returned {', '.join(map(str, columns))}"
+        )
+    return found
 
 
 def fetch_value(engine: Engine, query: TextClause, start: dt.date, end: dt.date) -> object:

@@ -98,9 +98,9 @@ def _monitor_checks(settings: Settings, monitor: MonitorSpec, store: Check) -> l
         model = _attempt(prefix + "model", lambda: _model(settings, monitor, found))
     else:
         model = _not_run(prefix + "model", store)
-    if monitor.freshness_path is None:
+    if monitor.freshness_path is None and not monitor.freshness_column:
         return [database, query, model]
-    latest = _attempt(prefix + "freshness", lambda: _freshness(settings, monitor, database.ok))
+    latest = _attempt(prefix + "freshness", lambda: _freshness(settings, monitor, query, found))
     return [database, query, model, latest]
 
 
@@ -158,29 +158,36 @@ def _query(settings: Settings, monitor: MonitorSpec, database_ok: bool, found: d
         raise _Broken(f"{name} not run: the database check failed")
     day = clock.yesterday(settings)
     engine = _engine(settings, monitor)
+    latest = db.Latest(monitor.freshness_column) if monitor.freshness_column else None
     try:
-        frame = db.fetch(engine, query, day, clock.today(settings), monitor.dimensions)
+        frame = db.fetch(engine, query, day, clock.today(settings), monitor.dimensions, latest)
     finally:
         engine.dispose()
+    found["latest"] = latest
     dimensions = db.dimensions_of(frame.columns)
     found["dimensions"] = dimensions
     rows = f"{len(frame)} row{'s' if len(frame) > 1 else ''}" if len(frame) else "no rows"
     return f"{name}: columns match ({', '.join(dimensions)}), {rows} for {day}"
 
 
-def _freshness(settings: Settings, monitor: MonitorSpec, database_ok: bool) -> str:
-    """Run the freshness query for yesterday: it must give a time (or nothing, for a day
-    without events); a late day is reported, not failed: the data is late, not the set-up."""
-    name = monitor.freshness_path.name
-    db.read_query(monitor.freshness_path)
-    if not database_ok:
-        raise _Broken(f"{name} not run: the database check failed")
+def _freshness(settings: Settings, monitor: MonitorSpec, query: Check, seen: dict) -> str:
+    """Yesterday's latest event, from the freshness column the query check read or from the
+    freshness query run now: a time (or nothing, for a day without events); a late day is
+    reported, not failed: the data is late, not the set-up."""
     day = clock.yesterday(settings)
-    engine = _engine(settings, monitor)
-    try:
-        found = freshness.read(engine, monitor, day, settings.timezone)
-    finally:
-        engine.dispose()
+    if monitor.freshness_column:
+        if not query.ok:
+            raise _Broken(f"{monitor.freshness_column} not read: the query check failed")
+        name = f"column {monitor.freshness_column}"
+        found = freshness.of_value(seen["latest"].value, monitor, day, settings.timezone)
+    else:
+        name = monitor.freshness_path.name
+        db.read_query(monitor.freshness_path)
+        engine = _engine(settings, monitor)
+        try:
+            found = freshness.read(engine, monitor, day, settings.timezone)
+        finally:
+            engine.dispose()
     if found.latest is None:
         return f"{name}: no events on {day}"
     verdict = found.reason() if found.late else "complete"

@@ -2,7 +2,9 @@
 
 A monitor may declare a freshness query (``freshness`` in ``monitors.yml``,
 ``VM_FRESHNESS_QUERY``): one ``SELECT`` bound to the same ``:start`` / ``:end`` as its
-counts query, returning one value, the latest event time of the day (``MAX(created_at)``).
+counts query, returning one value, the latest event time of the day (``MAX(created_at)``);
+or a freshness column of its counts query (``freshness_column``, ``VM_FRESHNESS_COLUMN``), the
+latest event of each row's group, whose largest value is the day's.
 When that time is earlier than the day's end less ``late_tolerance_minutes``, the day is
 *late*: its series are scored but none is anomalous (cause ``late``), the alert says so in one
 line, and the nightly runs of the next ``RESCORE_DAYS`` days score it again until it is
@@ -59,6 +61,12 @@ def read(engine, monitor: MonitorSpec, day: dt.date, timezone: str) -> Freshness
     """``day`` as the monitor's freshness query finds it on ``engine``."""
     query = db.read_query(monitor.freshness_path)
     value = db.fetch_value(engine, query, day, day + dt.timedelta(days=1))
+    return of_value(value, monitor, day, timezone)
+
+
+def of_value(value: object, monitor: MonitorSpec, day: dt.date, timezone: str) -> Freshness:
+    """``day`` whose latest event is ``value`` (a freshness query's, or the largest of the
+    counts query's freshness column)."""
     tolerance = dt.timedelta(minutes=monitor.late_tolerance_minutes)
     return Freshness(day, latest_time(value, timezone), tolerance)
 

@@ -304,8 +304,9 @@ def score_monitor(
     here."""
     began = time.perf_counter()
     clock.check_over(settings, day)
-    model, raw = _model_and_counts(settings, monitor, day, model)
-    late = _late_data(settings, monitor, day) if not raw.empty else None
+    latest = db.Latest(monitor.freshness_column) if monitor.freshness_column else None
+    model, raw = _model_and_counts(settings, monitor, day, model, latest)
+    late = _late_data(settings, monitor, day, latest) if not raw.empty else None
     dimensions = db.dimensions_of(raw.columns)
     _check_model_fits(model, monitor, dimensions)
     _warn_if_before_training(model, day)
@@ -612,17 +613,19 @@ def _recovered(store: state.Store, case: content.Scored) -> tuple[str, list[str]
     return earlier[-1].date.isoformat(), ["/".join(label) for label in labels if label not in still]
 
 
-def _model_and_counts(settings, monitor, day, model) -> tuple[tracking.LoadedModel, pd.DataFrame]:
+def _model_and_counts(
+    settings, monitor, day, model, latest: db.Latest | None
+) -> tuple[tracking.LoadedModel, pd.DataFrame]:
     """``model`` (default: the monitor's production model, loaded meanwhile in a second
-    thread, with the plotting library) and the day's counts. The query waits on the database
-    and loading on Python, so the two overlap."""
+    thread, with the plotting library) and the day's counts (``latest``: the freshness column
+    to follow). The query waits on the database and loading on Python, so the two overlap."""
     end = day + dt.timedelta(days=1)
     if model is not None:
-        return model, _fetch(settings, monitor, day, end)
+        return model, _fetch(settings, monitor, day, end, latest)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-model")
     loading = pool.submit(_load_for_scoring, settings, monitor)
     try:
-        raw = _fetch(settings, monitor, day, end)
+        raw = _fetch(settings, monitor, day, end, latest)
     except VolumeMonitorError:
         if not deadline.expired():  # past it, the run ends now, whatever the model's fate
             loading.result()  # without a model no day can be scored: its error comes first
@@ -641,9 +644,16 @@ def _expected_day(verdicts: Sequence[state.Feedback], day: dt.date) -> known_day
     return known_days.KnownDay(day, label, suppress_alert=True, exclude_from_training=True)
 
 
-def _late_data(settings: Settings, monitor: MonitorSpec, day: dt.date) -> str | None:
-    """Why ``day`` was read before it was complete, from the monitor's freshness query; None
-    when it is complete or the monitor declares no freshness query."""
+def _late_data(
+    settings: Settings, monitor: MonitorSpec, day: dt.date, latest: db.Latest | None
+) -> str | None:
+    """Why ``day`` was read before it was complete, from the monitor's freshness column
+    (``latest``, as the counts query filled it) or query; None when it is complete or the
+    monitor declares neither."""
+    if latest is not None:
+        found = freshness.of_value(latest.value, monitor, day, settings.timezone)
+        log.info("freshness: %s %s latest event %s", monitor.name, day, found.latest)
+        return found.reason() if found.late else None
     if monitor.freshness_path is None:
         return None
     engine = db.make_engine(
@@ -665,11 +675,20 @@ def _load_for_scoring(settings: Settings, monitor: MonitorSpec) -> tracking.Load
     return model
 
 
-def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.date):
+def _fetch(
+    settings: Settings,
+    monitor: MonitorSpec,
+    start: dt.date,
+    end: dt.date,
+    latest: db.Latest | None = None,
+):
     """Counts per day and series for ``[start, end)``: the query's rows are reduced chunk by
     chunk (user agent → OS family, summed), so memory stays flat however many rows it returns,
     and a day holding more than ``VM_MAX_SERIES`` series is refused before it costs the
-    memory. User agents seen on earlier nights come from ``VM_UA_CACHE``."""
+    memory. User agents seen on earlier nights come from ``VM_UA_CACHE``. The monitor's
+    freshness column is no dimension: its latest value goes to ``latest``."""
+    if latest is None and monitor.freshness_column:
+        latest = db.Latest(monitor.freshness_column)
     engine = db.make_engine(
         monitor.database_url,
         connect_timeout=settings.connect_timeout,
@@ -677,7 +696,7 @@ def _fetch(settings: Settings, monitor: MonitorSpec, start: dt.date, end: dt.dat
     )
     query = db.read_query(monitor.query_path)
     cache = agents.FamilyCache(settings.ua_cache_path)
-    chunks = db.fetch_chunks(engine, query, start, end, monitor.dimensions)
+    chunks = db.fetch_chunks(engine, query, start, end, monitor.dimensions, latest=latest)
     try:
         counts = etl.gather(chunks, cache, settings.max_series)
     finally:

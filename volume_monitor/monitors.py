@@ -46,6 +46,7 @@ from volume_monitor.config import (
     absolute_sqlite,
     holiday_country,
     http_url,
+    one_freshness,
 )
 from volume_monitor.errors import ConfigError
 
@@ -123,6 +124,7 @@ class MonitorFields(BaseModel):
     alert_direction: Literal["both", "low", "high"] | None = None
     holidays: str | None = None
     freshness: str | None = None
+    freshness_column: str | None = None
     late_tolerance_minutes: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     settle_hours: Annotated[float, Field(ge=0, le=72, allow_inf_nan=False)] | None = None
     calendar: str | None = None
@@ -232,6 +234,7 @@ def _spec(
         alert_direction=values.get("alert_direction", "both"),
         holidays=holiday_country(values.get("holidays", ""), f"{where}: holidays"),
         freshness_path=_resolved(values["freshness"], base) if values.get("freshness") else None,
+        freshness_column=_one_freshness(values, where),
         late_tolerance_minutes=values.get("late_tolerance_minutes", 60.0),
         settle_hours=values.get("settle_hours", 0.0),
         calendar_path=_resolved(values["calendar"], base) if values.get("calendar") else None,
@@ -262,6 +265,11 @@ def _routes(notify: dict, recipients: tuple[str, ...], email_on: bool, where: st
             name = "url" if channel == "webhook" else "webhook_url"
             routes.append(Route(channel, _url(fields[name], f"{key}.{name}"), severity))
     return tuple(routes)
+
+
+def _one_freshness(values: dict, where: str) -> str:
+    query, column = values.get("freshness", ""), values.get("freshness_column", "")
+    return one_freshness(query, column, (f"{where}: freshness", "freshness_column"))
 
 
 def _url(value: str, key: str) -> str:
