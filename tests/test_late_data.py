@@ -146,3 +146,20 @@ def test_a_freshness_column_of_the_counts_query_tells_a_late_day_too(workdir):
                VM_FRESHNESS_QUERY="sql/latest_event.sql", **env)  # fmt: skip
     assert both.returncode == 1
     assert "VM_FRESHNESS_QUERY and VM_FRESHNESS_COLUMN are both set: give one" in both.stderr
+
+
+def test_a_freshness_column_the_query_does_not_return_is_one_error(demo_sqlite):
+    from volume_monitor import db
+
+    engine = db.make_engine(f"sqlite:///{demo_sqlite}")
+    query = db.read_query(ROOT / "sql" / "daily_volume.sql")
+    try:
+        with pytest.raises(QueryError) as raised:
+            db.fetch(engine, query, LAST_DAY, LAST_DAY + dt.timedelta(days=1), None,
+                     db.Latest("latest_event"))  # fmt: skip
+    finally:
+        engine.dispose()
+    assert str(raised.value) == (
+        "the query result has no freshness column 'latest_event'; it returned date, channelid, "
+        "actioncode, user_agent, count"
+    )
