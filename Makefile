@@ -24,9 +24,10 @@ demo: $(INSTALLED)
 	@echo "Runs and models: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
 
 # One worker per core; each test file runs whole on one worker, so its module fixtures are
-# built once.
+# built once. The files go out in the order conftest.py gives them (the slow soak first): the
+# worker that takes it runs the rest of the suite's share beside it.
 test: $(INSTALLED) lint
-	$(PY) -m pytest -n auto --dist loadfile
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

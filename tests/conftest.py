@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -112,9 +113,16 @@ def _as_admin(kind: str, statement: str) -> None:
 
 
 def pytest_collection_modifyitems(items):
-    """The slow scenarios first: with one worker per core (``make test``), the longest file then
+    """The slow scenarios first, then the files with the most tests: with one worker per core
+    (``make test``, which keeps this order with ``--no-loadscope-reorder``), the longest file
     runs beside the others instead of after them all."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    per_file = Counter(item.nodeid.split("::")[0] for item in items)
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("slow") is None,
+            -per_file[item.nodeid.split("::")[0]],
+        )
+    )
 
 
 def pytest_sessionfinish(session, exitstatus):
