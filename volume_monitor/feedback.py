@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from volume_monitor.alerting.policy import matching_rows
 from volume_monitor.alerting.silences import check_dimensions, current_user, matched
 from volume_monitor.errors import ConfigError
 from volume_monitor.state import Feedback, Store
@@ -114,7 +115,7 @@ def expected_rows(scored: pd.DataFrame, verdicts: Sequence[Feedback], day: dt.da
     covered = np.zeros(len(scored), dtype=bool)
     for item in verdicts:
         if item.verdict == "expected" and item.date == day:
-            covered |= matching(scored, item.matchers)
+            covered |= matching_rows(scored, item.matchers)
     return covered
 
 
@@ -149,16 +150,6 @@ def live_precision(verdicts: Sequence[Feedback], alerted_days: set[dt.date]) -> 
     return Precision(len(judged), sum(judged.values()))
 
 
-def matching(frame: pd.DataFrame, matchers: dict[str, str]) -> np.ndarray:
-    """The rows of ``frame`` whose labels hold every ``matchers`` pair (all with none)."""
-    rows = np.ones(len(frame), dtype=bool)
-    for name, value in matchers.items():
-        if name not in frame.columns:
-            return np.zeros(len(frame), dtype=bool)
-        rows &= frame[name].astype(str).to_numpy() == value
-    return rows
-
-
 def _leave_out(result: TrainingFeedback, rows: np.ndarray, reason: str) -> None:
     newly = rows & result.keep
     if newly.any():
@@ -170,7 +161,7 @@ def _matching_among(frame: pd.DataFrame, days: np.ndarray, matchers: dict[str, s
     """The rows among ``days`` (a mask of ``frame``'s rows) whose labels hold ``matchers``."""
     rows = np.zeros(len(frame), dtype=bool)
     positions = np.flatnonzero(days)
-    rows[positions[matching(frame.iloc[positions], matchers)]] = True
+    rows[positions[matching_rows(frame.iloc[positions], matchers)]] = True
     return rows
 
 

@@ -83,29 +83,43 @@ def gated(scored: pd.DataFrame, monitor: MonitorSpec) -> pd.DataFrame:
         low = scored["direction"].isin(LOW_DIRECTIONS)
         passes &= low if monitor.alert_direction == "low" else scored["direction"].eq("high")
     held_back = scored["is_anomaly"].astype(bool) & ~passes.fillna(False).astype(bool)
-    if not held_back.any():
-        return scored
-    return scored.assign(
-        is_anomaly=scored["is_anomaly"].astype(bool) & ~held_back,
-        cause=scored["cause"].where(~held_back, ""),
-    )
+    return not_anomalous(scored, held_back.to_numpy(), "")
 
 
 def expected(scored: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     """``scored`` with ``rows`` (series someone said to expect that day) not anomalous, their
     cause ``expected``."""
+    return not_anomalous(scored, rows, "expected")
+
+
+def as_late(scored: pd.DataFrame, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """``scored`` with ``rows`` (default: all) read before their day was complete: they keep
+    their count, range and direction, none is anomalous, and each carries the cause
+    ``late``."""
+    every = np.ones(len(scored), dtype=bool)
+    return not_anomalous(scored, every if rows is None else rows, "late")
+
+
+def not_anomalous(scored: pd.DataFrame, rows: np.ndarray, cause: str) -> pd.DataFrame:
+    """``scored`` with ``rows`` no longer anomalous, whatever the detector said, and
+    ``cause`` as their cause (the others unchanged)."""
     if not rows.any():
         return scored
     return scored.assign(
-        is_anomaly=scored["is_anomaly"].astype(bool) & ~rows,
-        cause=scored["cause"].where(~rows, "expected"),
+        is_anomaly=scored["is_anomaly"].astype(bool).to_numpy() & ~rows,
+        cause=scored["cause"].where(~rows, cause),
     )
 
 
-def as_late(scored: pd.DataFrame) -> pd.DataFrame:
-    """``scored`` as a day read before it was complete: every series keeps its count, range
-    and direction, none is anomalous, and each carries the cause ``late``."""
-    return scored.assign(is_anomaly=False, cause="late")
+def matching_rows(frame: pd.DataFrame, matchers: dict[str, str]) -> np.ndarray:
+    """The rows of ``frame`` whose labels hold every ``matchers`` pair (every row with none;
+    none for a matcher on a dimension the rows lack)."""
+    rows = np.ones(len(frame), dtype=bool)
+    for name, value in matchers.items():
+        if name not in frame.columns:
+            return np.zeros(len(frame), dtype=bool)
+        rows &= frame[name].astype(str).to_numpy() == value
+    return rows
 
 
 def silenced_rows(scored: pd.DataFrame, silences: Sequence[Silence]) -> np.ndarray:
@@ -114,13 +128,7 @@ def silenced_rows(scored: pd.DataFrame, silences: Sequence[Silence]) -> np.ndarr
     nothing."""
     silenced = np.zeros(len(scored), dtype=bool)
     for silence in silences:
-        matched = np.ones(len(scored), dtype=bool)
-        for dimension, value in silence.matchers.items():
-            if dimension not in scored.columns:
-                matched[:] = False
-                break
-            matched &= scored[dimension].astype(str).to_numpy() == value
-        silenced |= matched
+        silenced |= matching_rows(scored, silence.matchers)
     return silenced
 
 

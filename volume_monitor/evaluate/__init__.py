@@ -70,7 +70,7 @@ def score_scenario(params: dict[str, Any], scenario: Scenario) -> pd.DataFrame:
     days = pd.date_range(scenario.window_start, scenario.last_day)
     scored = detector.score(etl.add_calendar(etl.complete(window, detector.series_frame, days)))
     late = scored["date"].isin([pd.Timestamp(d) for d in _read_late(scenario, days)])
-    scored = pd.concat([scored[~late], policy.as_late(scored[late])]).sort_index()
+    scored = policy.as_late(scored, late.to_numpy())
     labeled = scored.merge(scenario.labels, on=["date", *etl.SERIES_KEYS], how="left")
     return labeled.assign(kind=labeled["kind"].fillna(""))
 
