@@ -364,8 +364,8 @@ def _build(v: Mapping[str, str]) -> Settings:
         monitors=(_default_monitor(v, smtp),),
         state_url=absolute_sqlite(v["VM_STATE_URL"], "VM_STATE_URL"),
         workers=workers,
-        lock_wait=_seconds(v, "VM_LOCK_WAIT"),
-        run_timeout=_seconds(v, "VM_RUN_TIMEOUT"),
+        lock_wait=_non_negative(v, "VM_LOCK_WAIT"),
+        run_timeout=_non_negative(v, "VM_RUN_TIMEOUT"),
         max_series=max_series,
         ua_cache_path=_path(v["VM_UA_CACHE"]) if v["VM_UA_CACHE"].strip() else None,
         connect_timeout=_number(v, "VM_CONNECT_TIMEOUT"),
@@ -435,8 +435,8 @@ def _default_monitor(v: Mapping[str, str], smtp: SmtpSettings) -> MonitorSpec:
         experiment=_required(v, "VM_EXPERIMENT"),
         alert_min_anomalies=_integer(v, "VM_ALERT_MIN_ANOMALIES"),
         alert_share=_share(share) if share else None,
-        alert_min_change=_seconds(v, "VM_ALERT_MIN_CHANGE", "events"),
-        alert_min_change_pct=_seconds(v, "VM_ALERT_MIN_CHANGE_PCT", "per cent"),
+        alert_min_change=_non_negative(v, "VM_ALERT_MIN_CHANGE", "events"),
+        alert_min_change_pct=_non_negative(v, "VM_ALERT_MIN_CHANGE_PCT", "per cent"),
         alert_direction=alert_direction(v["VM_ALERT_DIRECTION"], "VM_ALERT_DIRECTION"),
         holidays=holiday_country(v["VM_HOLIDAYS"], "VM_HOLIDAYS"),
         freshness_path=_path(v["VM_FRESHNESS_QUERY"]) if v["VM_FRESHNESS_QUERY"].strip() else None,
@@ -445,8 +445,8 @@ def _default_monitor(v: Mapping[str, str], smtp: SmtpSettings) -> MonitorSpec:
             v["VM_FRESHNESS_COLUMN"],
             ("VM_FRESHNESS_QUERY", "VM_FRESHNESS_COLUMN"),
         ),
-        late_tolerance_minutes=_seconds(v, "VM_LATE_TOLERANCE_MINUTES", "minutes"),
-        settle_hours=_seconds(v, "VM_SETTLE_HOURS", "hours"),
+        late_tolerance_minutes=_non_negative(v, "VM_LATE_TOLERANCE_MINUTES", "minutes"),
+        settle_hours=_non_negative(v, "VM_SETTLE_HOURS", "hours"),
         calendar_path=_path(v["VM_CALENDAR"]) if v["VM_CALENDAR"].strip() else None,
         recipients=smtp.recipients,
         routes=_routes(v, smtp),
@@ -531,8 +531,8 @@ def _number(v: Mapping[str, str], key: str) -> float:
     return number
 
 
-def _seconds(v: Mapping[str, str], key: str, unit: str = "seconds") -> float:
-    """A number of seconds (or another ``unit``), 0 or more."""
+def _non_negative(v: Mapping[str, str], key: str, unit: str = "seconds") -> float:
+    """A number of ``unit`` (seconds, events, per cent, …), 0 or more."""
     try:
         number = float(v[key])
     except ValueError:

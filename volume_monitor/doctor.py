@@ -182,7 +182,6 @@ def _freshness(settings: Settings, monitor: MonitorSpec, query: Check, seen: dic
         found = freshness.of_value(seen["latest"].value, monitor, day, settings.timezone)
     else:
         name = monitor.freshness_path.name
-        db.read_query(monitor.freshness_path)
         engine = _engine(settings, monitor)
         try:
             found = freshness.read(engine, monitor, day, settings.timezone)

@@ -42,7 +42,13 @@ from volume_monitor import (
 )
 from volume_monitor.alerting import content, outbox, policy
 from volume_monitor.alerting.channels import file as file_channel
-from volume_monitor.config import DEFAULT_DIMENSIONS, DEFAULT_MONITOR, MonitorSpec, Settings
+from volume_monitor.config import (
+    DEFAULT_DIMENSIONS,
+    DEFAULT_MONITOR,
+    MonitorSpec,
+    Settings,
+    holiday_country,
+)
 from volume_monitor.errors import (
     AlertDeliveryError,
     ConfigError,
@@ -395,7 +401,7 @@ def train(
     del raw  # the query's rows: as large as the frame, and no longer needed
     memory.give_back()
     _warn_if_short(frame)
-    judged = _judged(settings, monitor, frame, dimensions, start, params["clean"])
+    judged, judged_metrics = _judged(settings, monitor, frame, dimensions, start, params["clean"])
     frame = frame[judged.keep]
     fingerprint = db.query_fingerprint(monitor.query_path)
     try:
@@ -406,13 +412,13 @@ def train(
         raise ConfigError(f"invalid model parameters: {exc}") from None
     memory.give_back()
     scored = detector.score(frame)
-    metrics = {**_training_metrics(frame, scored, dimensions), **judged.metrics}
+    metrics = {**_training_metrics(frame, scored, dimensions), **judged_metrics}
     if dimensions == list(DEFAULT_DIMENSIONS):  # its faults are injected into these segments
         history = frame.reset_index()[["date", *dimensions, "count"]]
         benchmark = evaluate.self_benchmark(history, params)
         metrics.update({f"bench_{k}": v for k, v in benchmark.items() if not np.isnan(v)})
     run_id, version = _log_run(
-        settings, monitor, detector, frame, scored, metrics, params, judged.verdicts.used
+        settings, monitor, detector, frame, scored, metrics, params, judged.used
     )
     memory.give_back()
     with state.open_store(settings.state_url) as store:
@@ -448,13 +454,7 @@ def detector_params(overrides: dict[str, str]) -> dict[str, Any]:
         if key not in params:
             raise ConfigError(f"unknown parameter {key!r}; known: {', '.join(sorted(params))}")
         params[key] = _typed(key, text, params[key])
-    if params["holidays"]:
-        from volume_monitor.detect.calendar import public_holidays
-
-        try:
-            public_holidays(params["holidays"], [2026])
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+    holiday_country(params["holidays"], "--param holidays")  # one line for a country unknown
     return params
 
 
@@ -652,21 +652,26 @@ def _late_data(
     monitor declares neither."""
     if latest is not None:
         found = freshness.of_value(latest.value, monitor, day, settings.timezone)
-        log.info("freshness: %s %s latest event %s", monitor.name, day, found.latest)
-        return found.reason() if found.late else None
-    if monitor.freshness_path is None:
+    elif monitor.freshness_path is not None:
+        engine = _engine(settings, monitor)
+        try:
+            found = freshness.read(engine, monitor, day, settings.timezone)
+        finally:
+            engine.dispose()
+    else:
         return None
-    engine = db.make_engine(
+    log.info("freshness: %s %s latest event %s", monitor.name, day, found.latest)
+    return found.reason() if found.late else None
+
+
+def _engine(settings: Settings, monitor: MonitorSpec):
+    """The monitor's database, read-only, each query bounded by ``VM_QUERY_TIMEOUT`` and the
+    run's deadline."""
+    return db.make_engine(
         monitor.database_url,
         connect_timeout=settings.connect_timeout,
         query_timeout=deadline.bounded(settings.query_timeout),
     )
-    try:
-        found = freshness.read(engine, monitor, day, settings.timezone)
-    finally:
-        engine.dispose()
-    log.info("freshness: %s %s latest event %s", monitor.name, day, found.latest)
-    return found.reason() if found.late else None
 
 
 def _load_for_scoring(settings: Settings, monitor: MonitorSpec) -> tracking.LoadedModel:
@@ -689,11 +694,7 @@ def _fetch(
     freshness column is no dimension: its latest value goes to ``latest``."""
     if latest is None and monitor.freshness_column:
         latest = db.Latest(monitor.freshness_column)
-    engine = db.make_engine(
-        monitor.database_url,
-        connect_timeout=settings.connect_timeout,
-        query_timeout=deadline.bounded(settings.query_timeout),
-    )
+    engine = _engine(settings, monitor)
     query = db.read_query(monitor.query_path)
     cache = agents.FamilyCache(settings.ua_cache_path)
     chunks = db.fetch_chunks(engine, query, start, end, monitor.dimensions, latest=latest)
@@ -801,24 +802,9 @@ def _verdict(item: state.Feedback) -> dict[str, Any]:
             "note": item.note, "author": item.author, "id": item.id}  # fmt: skip
 
 
-@dataclass
-class Judged:
-    """What people's verdicts and past alerts do to a training window, and the metrics that
-    say so."""
-
-    verdicts: feedback.TrainingFeedback
-    metrics: dict[str, float]
-
-    @property
-    def keep(self) -> np.ndarray:
-        return self.verdicts.keep
-
-    @property
-    def normal(self) -> np.ndarray:
-        return self.verdicts.normal
-
-
-def _judged(settings, monitor, frame, dimensions, start: dt.date, clean: bool) -> Judged:
+def _judged(
+    settings, monitor, frame, dimensions, start: dt.date, clean: bool
+) -> tuple[feedback.TrainingFeedback, dict[str, float]]:
     """The monitor's verdicts and alerted series-days applied to the training ``frame``,
     with the run's feedback metrics: verdicts used, rows left out by reason, and the live
     precision (alerts confirmed / alerts judged, over every day scored since ``start``)."""
@@ -838,7 +824,7 @@ def _judged(settings, monitor, frame, dimensions, start: dt.date, clean: bool) -
         log.info(
             "train: rows left out of training: %s (%d verdicts used)", reasons, len(found.used)
         )
-    return Judged(found, metrics)
+    return found, metrics
 
 
 def _without_excluded_days(raw: pd.DataFrame, monitor: MonitorSpec) -> pd.DataFrame:
