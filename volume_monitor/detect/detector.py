@@ -265,7 +265,7 @@ class VolumeDetector(BaseEstimator):
         without the group rule, or for a model saved before groups learnt theirs."""
         if not self._grouped or not hasattr(self, "group_ranges_"):
             return groups.Moves.none(residual), []
-        found = groups.moves(frame, self.dimensions, residual)
+        found = self._moves(frame, residual)
         bounds = groups.ranges_of_rows(
             frame, self.dimensions, self.group_names_, self.group_ranges_
         )
@@ -334,7 +334,7 @@ class VolumeDetector(BaseEstimator):
         """Position of each row's series among the known series, -1 for a new one."""
         keys = self.dimensions
         known = pd.MultiIndex.from_tuples([tuple(s) for s in self.series_], names=keys)
-        rows = pd.MultiIndex.from_arrays([_labels(frame[key]) for key in keys], names=keys)
+        rows = pd.MultiIndex.from_arrays([groups.as_text(frame[key]) for key in keys], names=keys)
         return known.get_indexer(rows)
 
     def _features(self, frame: pd.DataFrame, center, spread) -> np.ndarray:
@@ -360,11 +360,3 @@ def _with_date_column(frame: pd.DataFrame) -> pd.DataFrame:
     if "date" in frame.columns:
         return frame.reset_index(drop=True)
     return frame.rename_axis("date").reset_index()
-
-
-def _labels(column: pd.Series) -> pd.Series:
-    """``column`` as text; a categorical column stays categorical, its categories as text (one
-    string per category, not per row)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.rename_categories(column.cat.categories.astype(str))
-    return column.astype(str)

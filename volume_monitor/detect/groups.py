@@ -117,7 +117,7 @@ def learn_ranges(
     for keys, move, mine in zip(levels(dimensions), found.by_level, found.mine, strict=True):
         days = pd.DataFrame({"date": frame["date"].to_numpy(), "move": move})
         for key in keys:
-            days[key] = _text(frame[key]).to_numpy()
+            days[key] = as_text(frame[key]).to_numpy()
         left_out = pd.Series(np.isnan(mine)).groupby([days[k] for k in ["date", *keys]])
         days = days[left_out.transform("mean").to_numpy() < LEFT_OUT_SHARE]
         days = days.dropna(subset=["move"]).drop_duplicates(["date", *keys])
@@ -147,7 +147,7 @@ def ranges_of_rows(
             per_level.append(np.repeat(bounds[:1], len(frame), axis=0))
             continue
         index = pd.MultiIndex.from_tuples([tuple(k) for k in known], names=list(keys))
-        rows = pd.MultiIndex.from_arrays([_text(frame[k]) for k in keys], names=list(keys))
+        rows = pd.MultiIndex.from_arrays([as_text(frame[k]) for k in keys], names=list(keys))
         position = index.get_indexer(rows)
         bounds = np.vstack([bounds, [np.nan, np.nan]]) if len(bounds) else np.full((1, 2), np.nan)
         per_level.append(bounds[np.where(position >= 0, position, len(bounds) - 1)])
@@ -232,8 +232,9 @@ def group_medians(group: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np
     return np.where(counts > 0, medians, np.nan), counts
 
 
-def _text(column: pd.Series) -> pd.Series:
-    """``column`` as text; a categorical column stays categorical, its categories as text."""
+def as_text(column: pd.Series) -> pd.Series:
+    """``column`` as text; a categorical column stays categorical, its categories as text (one
+    string per category, not per row)."""
     if isinstance(column.dtype, pd.CategoricalDtype):
         return column.cat.rename_categories(column.cat.categories.astype(str))
     return column.astype(str)
