@@ -205,3 +205,10 @@ def test_live_precision_is_confirmed_over_judged_alerted_days():
     found = feedback.live_precision(verdicts, {d1, d2, d3})
     assert (found.judged, found.confirmed, found.value) == (3, 2, 2 / 3)
     assert feedback.live_precision([], {d1}).value is None
+
+
+def test_the_command_line_offers_the_verdicts_the_store_keeps():
+    from volume_monitor import cli
+    from volume_monitor.state.records import VERDICTS
+
+    assert cli.VERDICTS == VERDICTS
