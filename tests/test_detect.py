@@ -77,6 +77,43 @@ def test_a_group_that_moves_now_and_then_learns_it_and_still_catches_a_big_move(
     assert whole_day["is_anomaly"].all(), "every channel down 40%: the day as a group"
 
 
+def one_action_scaled(factor: float, seed: int = 99) -> pd.DataFrame:
+    """One ordinary Wednesday, web × view times ``factor``."""
+    rng = np.random.default_rng(seed)
+    counts = {
+        s[:3]: int(rng.poisson(s[3] * (factor if s[:2] == ("web", "view") else 1.0)))
+        for s in SERIES
+    }
+    return frame([pd.Timestamp("2026-07-08")], lambda _: counts)
+
+
+def test_the_action_of_a_channel_that_did_not_move_is_not_named_for_the_one_that_did():
+    detector = VolumeDetector().fit(frame(HISTORY, history(1, channel_moves=True)))
+    for factor in (1.3, 0.7):
+        scored = detector.score(one_action_scaled(factor))
+        named = scored.loc[scored["is_anomaly"], ["channelid", "actioncode"]]
+        assert set(map(tuple, named.to_numpy())) <= {("web", "view")}, factor
+    down = detector.score(one_action_scaled(0.7))
+    view = (down["channelid"] == "web") & (down["actioncode"] == "view")
+    assert down.loc[view, "is_anomaly"].all() and (down.loc[view, "direction"] == "low").all()
+
+
+def test_groups_within_a_channel_widen_their_range_less_than_channels():
+    from volume_monitor.detect.groups import Widening
+
+    widening = Widening(whole=4.0, sub=3.0)
+    assert widening.of(()) == widening.of(("channelid",)) == 4.0
+    assert widening.of(("channelid", "actioncode")) == 3.0
+    scenario = make_scenario(seed=8)  # a 30% partial load of web × view: 8 series
+    caught = {}
+    for sub in (3.0, 4.0):
+        scored = score_scenario({"subgroup_threshold": sub}, scenario)
+        partial = scored[scored["kind"] == "partial_duplicate"]
+        caught[sub] = int(partial["is_anomaly"].sum())
+        assert len(partial) == 8
+    assert caught == {3.0: 8, 4.0: 0}, caught
+
+
 def test_a_holiday_gets_its_own_expectation_when_the_monitor_declares_its_country():
     counts = history(2, channel_moves=False, holiday_level=0.4)
     train = frame(HISTORY, counts)

@@ -9,10 +9,10 @@ moves it. What a series does beyond its top group's move is its *own* residual. 
 
 Each group's usual range is learnt from its moves over the training days (those within
 ``EXTREME`` bands of spreads: an incident or an undeclared holiday is not usual): the
-``GROUP_QUANTILES`` of its moves, widened by ``widen`` robust spreads of them and never
-narrower than ``band`` such spreads. A group whose whole channel moves by a fifth now and then
-learns that; one whose members never move together learns a narrow range. A group is outside
-its range only when it moved further than its history says it does.
+``GROUP_QUANTILES`` of its moves, widened by some robust spreads of them (:class:`Widening`)
+and never narrower than ``band`` such spreads. A group whose whole channel moves by a fifth now
+and then learns that; one whose members never move together learns a narrow range. A group is
+outside its range only when it moved further than its history says it does.
 """
 
 from __future__ import annotations
@@ -46,6 +46,21 @@ def levels(dimensions: list[str]) -> list[tuple[str, ...]]:
     series), then :func:`group_keys`."""
     keys = group_keys(dimensions)
     return keys if keys == [()] else [(), *keys]
+
+
+@dataclass(frozen=True)
+class Widening:
+    """How many robust spreads of its moves widen a group's usual range beyond their
+    quantiles: ``whole`` for the day and the top groups (channels), whose quantiles already
+    hold the business moves they make as a whole (weather, a campaign), and ``sub`` for the
+    groups within a channel (channel × action, …), which move apart from their channel only
+    when something treats them apart, such as a partial load."""
+
+    whole: float
+    sub: float
+
+    def of(self, keys: tuple[str, ...]) -> float:
+        return self.whole if len(keys) <= 1 else self.sub
 
 
 @dataclass
@@ -107,7 +122,7 @@ def _day_of_top_groups(
 
 
 def learn_ranges(
-    frame: pd.DataFrame, dimensions: list[str], found: Moves, band: float, widen: float
+    frame: pd.DataFrame, dimensions: list[str], found: Moves, band: float, widening: Widening
 ) -> tuple[list[list[list[str]]], list[np.ndarray]]:
     """Per level, the groups seen in training (their key values as text) and each one's usual
     range of moves, ``(low, high)``, from the training days in ``frame``; a day on which
@@ -115,6 +130,7 @@ def learn_ranges(
     not count for the group."""
     names, ranges = [], []
     for keys, move, mine in zip(levels(dimensions), found.by_level, found.mine, strict=True):
+        widen = widening.of(keys)
         days = pd.DataFrame({"date": frame["date"].to_numpy(), "move": move})
         for key in keys:
             days[key] = as_text(frame[key]).to_numpy()
@@ -128,7 +144,7 @@ def learn_ranges(
             low, high = _usual_range(days["move"].to_numpy(), band, widen)
             bounds = np.array([[low, high]])
         else:
-            pairs = by_group.apply(lambda m: _usual_range(m.to_numpy(), band, widen))
+            pairs = by_group.apply(lambda m, w=widen: _usual_range(m.to_numpy(), band, w))
             index = pairs.index if len(keys) > 1 else [(k,) for k in pairs.index]
             groups = [[str(v) for v in key] for key in index]
             bounds = np.array(pairs.tolist(), dtype=float).reshape(-1, 2)
@@ -158,16 +174,20 @@ def moved_with_group(
     found: Moves, bounds: list[np.ndarray], spread: np.ndarray, member: float
 ) -> np.ndarray:
     """Rows whose group, at any level, moved outside its usual range that day, and which
-    themselves moved at least ``member`` spreads the same way."""
+    moved the same way themselves: at least ``member`` spreads from their baseline, and within
+    the group (beyond their channel's move, for a group inside a channel). When one of two
+    actions of a channel doubles, the channel's move takes part of it, and its other action
+    lies below the channel without having left its baseline: it is not named."""
     flagged = np.zeros(len(spread), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        from_baseline = (found.top + found.own) / spread
+        moved = np.where(np.abs(from_baseline) >= member, np.sign(from_baseline), 0)
     for move, count, bound, part in zip(
         found.by_level, found.members, bounds, found.mine, strict=True
     ):
         with np.errstate(invalid="ignore"):
             beyond = np.where(move > bound[:, 1], 1, np.where(move < bound[:, 0], -1, 0))
-            mine = part / spread
-            moved = (np.sign(mine) == beyond) & (np.abs(mine) >= member)
-        flagged |= (beyond != 0) & (count >= 2) & moved
+        flagged |= (beyond != 0) & (count >= 2) & (moved == beyond) & (np.sign(part) == beyond)
     return flagged
 
 
