@@ -98,6 +98,24 @@ def test_the_action_of_a_channel_that_did_not_move_is_not_named_for_the_one_that
     assert down.loc[view, "is_anomaly"].all() and (down.loc[view, "direction"] == "low").all()
 
 
+def test_a_series_named_for_its_channel_goes_the_channels_way_though_below_its_expected():
+    detector = VolumeDetector().fit(frame(HISTORY, history(1, channel_moves=True)))
+    rng = np.random.default_rng(99)
+    lagging = ("web", "search", "Android")
+    counts = {
+        s[:3]: int(rng.poisson(s[3] * (1.05 if s[:3] == lagging else 1.6 if s[0] == "web" else 1)))
+        for s in SERIES
+    }
+    scored = detector.score(frame([pd.Timestamp("2026-07-08")], lambda _: counts))
+    [row] = scored[
+        (scored[["channelid", "actioncode", "os_family"]] == lagging).all(axis=1)
+    ].itertuples()
+    assert row.count < row.expected, "below the channel's +60%, which its expected follows"
+    assert row.is_anomaly and row.direction == "high" and row.cause == "spike"
+    web = scored["channelid"] == "web"
+    assert (scored.loc[web & scored["is_anomaly"], "direction"] == "high").all()
+
+
 def test_groups_within_a_channel_widen_their_range_less_than_channels():
     from volume_monitor.detect.groups import Widening
 

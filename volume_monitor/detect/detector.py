@@ -32,13 +32,13 @@ With baseline features, the series' groups are judged against their own history 
 channel × action and channel × OS family within it). A series is expected to follow its
 channel's move that day as far as the channel's usual range goes, and its spread is that of its
 own moves beyond the channel's. A row is also anomalous when a group it belongs to moved
-outside the group's usual range and the row moved with it (``group_member`` spreads or more from
-its baseline, the group's way): a +60% load across a channel is clear as a group though
-moderate in each series, while a channel that moves a fifth as a whole now and then (weather,
-a campaign) does so without an alert. A group's range is its past moves' quantiles widened by
-``group_threshold`` of their spreads for the day and the channels, which move as a whole for
-business reasons, and by ``subgroup_threshold`` for the groups within a channel, which move
-apart from it when something treats them apart (a partial load).
+outside the group's usual range and the row moved with it (from its baseline, the group's way;
+by ``group_member`` spreads or more for a group within a channel): a +60% load across a channel
+is clear as a group though moderate in each series, while a channel that moves a fifth as a
+whole now and then (weather, a campaign) does so without an alert. A group's range is its past
+moves' quantiles widened by ``group_threshold`` of their spreads for the day and the channels,
+which move as a whole for business reasons, and by ``subgroup_threshold`` for the groups within
+a channel, which move apart from it when something treats them apart (a partial load).
 
 ``holidays`` (a country and subdivision of the ``holidays`` package, ``US``, ``AU-VIC``,
 ``DE-BY``) gives public holidays an expectation of their own: each series' usual holiday effect
@@ -242,8 +242,11 @@ class VolumeDetector(BaseEstimator):
             if bounds
             else np.zeros(len(frame), dtype=bool)
         )
+        moved_from_own = explain.deviation(
+            counts, own_level, spread
+        )  # the way it moved with its group
         direction = np.where(
-            with_group & ~outside, explain.sign_direction(counts, deviation), direction
+            with_group & ~outside, explain.sign_direction(counts, moved_from_own), direction
         )
         below = scores < 0
         anomalous = below if self.features == "seed" else (outside & below) | with_group

@@ -174,19 +174,21 @@ def moved_with_group(
     found: Moves, bounds: list[np.ndarray], spread: np.ndarray, member: float
 ) -> np.ndarray:
     """Rows whose group, at any level, moved outside its usual range that day, and which
-    moved the same way themselves: at least ``member`` spreads from their baseline, and within
-    the group (beyond their channel's move, for a group inside a channel). When one of two
-    actions of a channel doubles, the channel's move takes part of it, and its other action
-    lies below the channel without having left its baseline: it is not named."""
+    moved the same way themselves: from their baseline (by ``member`` spreads or more, for a
+    group within a channel), and within the group (beyond their channel's move, for a group
+    inside a channel). When one of two actions of a channel doubles, the channel's move takes
+    part of it, and its other action lies below the channel without having left its baseline:
+    it is not named."""
     flagged = np.zeros(len(spread), dtype=bool)
     with np.errstate(invalid="ignore"):
         from_baseline = (found.top + found.own) / spread
-        moved = np.where(np.abs(from_baseline) >= member, np.sign(from_baseline), 0)
-    for move, count, bound, part in zip(
-        found.by_level, found.members, bounds, found.mine, strict=True
+    for level, (move, count, bound, part) in enumerate(
+        zip(found.by_level, found.members, bounds, found.mine, strict=True)
     ):
+        least = member if level > found.top_level else 0.0
         with np.errstate(invalid="ignore"):
             beyond = np.where(move > bound[:, 1], 1, np.where(move < bound[:, 0], -1, 0))
+            moved = np.where(np.abs(from_baseline) >= least, np.sign(from_baseline), 0)
         flagged |= (beyond != 0) & (count >= 2) & (moved == beyond) & (np.sign(part) == beyond)
     return flagged
 
