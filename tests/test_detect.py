@@ -116,12 +116,13 @@ def test_a_series_named_for_its_channel_goes_the_channels_way_though_below_its_e
     assert (scored.loc[web & scored["is_anomaly"], "direction"] == "high").all()
 
 
-def test_groups_within_a_channel_widen_their_range_less_than_channels():
+def test_groups_within_a_channel_can_widen_their_range_less_than_channels():
     from volume_monitor.detect.groups import Widening
 
     widening = Widening(whole=4.0, sub=3.0)
     assert widening.of(()) == widening.of(("channelid",)) == 4.0
     assert widening.of(("channelid", "actioncode")) == 3.0
+    assert VolumeDetector().subgroup_threshold == VolumeDetector().group_threshold
     scenario = make_scenario(seed=8)  # a 30% partial load of web × view: 8 series
     caught = {}
     for sub in (3.0, 4.0):

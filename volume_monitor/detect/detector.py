@@ -36,9 +36,9 @@ outside the group's usual range and the row moved with it (from its baseline, th
 by ``group_member`` spreads or more for a group within a channel): a +60% load across a channel
 is clear as a group though moderate in each series, while a channel that moves a fifth as a
 whole now and then (weather, a campaign) does so without an alert. A group's range is its past
-moves' quantiles widened by ``group_threshold`` of their spreads for the day and the channels,
-which move as a whole for business reasons, and by ``subgroup_threshold`` for the groups within
-a channel, which move apart from it when something treats them apart (a partial load).
+moves' quantiles widened by ``group_threshold`` of their spreads (by ``subgroup_threshold`` for
+the groups within a channel, which move apart from it only when something treats them apart,
+such as a partial load).
 
 ``holidays`` (a country and subdivision of the ``holidays`` package, ``US``, ``AU-VIC``,
 ``DE-BY``) gives public holidays an expectation of their own: each series' usual holiday effect
@@ -109,7 +109,7 @@ class VolumeDetector(BaseEstimator):
         min_change: float = 10.0,
         method: str = "iforest",
         group_threshold: float = 4.0,
-        subgroup_threshold: float = 3.0,
+        subgroup_threshold: float = 4.0,
         group_member: float = 1.0,
         score_cutoff: float | None = None,
         holidays: str = "",
