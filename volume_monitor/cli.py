@@ -234,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-log", action="store_true", help="do not log runs to MLflow")
     evaluate.set_defaults(handler=_evaluate)
 
+    serve = commands.add_parser(
+        "serve", help="serve the pages, the feedback buttons, /metrics and /healthz"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    serve.add_argument("--port", type=_positive, default=8050, help="(default: %(default)s)")
+    serve.set_defaults(handler=_serve)
+
     demo = commands.add_parser(
         "demo-db", help="write the demo database: activityhistory and orders tables"
     )
@@ -472,6 +479,18 @@ def _silence(settings: Settings, args: argparse.Namespace) -> int:
             name = settings.monitor(args.monitor).name if args.monitor else None
             found = store.silences(name, active_on=None if args.all else today)
             print(silences.render(found, today), end="")
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from volume_monitor.web.app import create_app
+
+    app = create_app(settings)
+    mode = "answers need VM_WEB_TOKEN" if settings.web_token else "read-only: no VM_WEB_TOKEN"
+    log.info("serve: http://%s:%d/ (%s)", args.host, args.port, mode)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

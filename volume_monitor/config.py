@@ -79,6 +79,7 @@ DEFAULTS: dict[str, str] = {
     "VM_HTTP_TIMEOUT": "10",
     "VM_DELIVERY_TIMEOUT": "300",
     "VM_BASE_URL": "",
+    "VM_WEB_TOKEN": "",
 }
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -196,6 +197,7 @@ class Settings:
     http_timeout: float = 10.0  # seconds for each webhook request
     delivery_timeout: float = 300.0  # seconds for each message, whatever the server does
     base_url: str = ""  # the web service's address, for links in alerts
+    web_token: str = field(default="", repr=False)  # lets the web service write; "": read-only
     unknown_keys: tuple[str, ...] = ()  # VM_* names that are no setting: likely typos
 
     def monitor(self, name: str | None = None) -> MonitorSpec:
@@ -231,11 +233,14 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in logs, results or emails: the database, tracking
-        store and SMTP passwords, each also as written inside a URL."""
+        store and SMTP passwords (each also as written inside a URL), webhook URLs and the web
+        service's token."""
         urls = [*(m.database_url for m in self.monitors), self.tracking_uri, self.state_url]
         forms = [form for url in urls for form in url_password_forms(url)]
         if self.smtp.password:
             forms.append(self.smtp.password)
+        if self.web_token:
+            forms.append(self.web_token)
         for route in (route for monitor in self.monitors for route in monitor.routes):
             forms += [route.target, *_url_secret_parts(route.target)]
         return tuple(dict.fromkeys(f for f in forms if f))
@@ -373,6 +378,7 @@ def _build(v: Mapping[str, str]) -> Settings:
         http_timeout=_number(v, "VM_HTTP_TIMEOUT"),
         delivery_timeout=_number(v, "VM_DELIVERY_TIMEOUT"),
         base_url=_base_url(v["VM_BASE_URL"]),
+        web_token=v["VM_WEB_TOKEN"].strip(),
     )
 
 

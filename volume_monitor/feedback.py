@@ -86,15 +86,17 @@ def add(
     matchers: dict[str, str],
     note: str | None,
     today: dt.date,
+    author: str | None = None,
 ) -> Feedback:
     """Keep a verdict on ``monitor``'s ``day`` for the series matching ``matchers`` (empty:
-    all); a :class:`ConfigError` for a dimension the monitor does not have, or a verdict other
-    than ``expected`` on a day still to come."""
+    all), given by ``author`` (by default whoever runs the command); a :class:`ConfigError`
+    for a dimension the monitor does not have, or a verdict other than ``expected`` on a day
+    still to come."""
     check_dimensions(monitor, matchers, store.dimensions(monitor) or None)
     if verdict != "expected" and day > today:
         raise ConfigError(f"--date {day} is still to come: only 'expected' can be said ahead")
     item = Feedback(monitor, day, verdict, dict(matchers), (note or "").strip() or None,
-                    current_user())  # fmt: skip
+                    author or current_user())  # fmt: skip
     return dataclasses.replace(item, id=store.add_feedback(item))
 
 

@@ -335,6 +335,7 @@ def score_monitor(
     if not decision.alert and not dry_run:
         outbox.withdraw(store, monitor.name, day)
     summary = _summary(monitor, day, scored, dimensions, decision, model, delivered, known_day)
+    summary.duration_seconds = round(time.perf_counter() - began, 3)
     store.write_counts(monitor.name, dimensions, scored, "scored")
     folder = results.day_dir(settings.results_dir, day, monitor.name)
     case = content.Scored(

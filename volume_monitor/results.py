@@ -66,6 +66,7 @@ class RunSummary:
     silenced: int = 0
     severity: str | None = None  # of an alerting day: warning, error or critical
     channels: dict[str, str] = field(default_factory=dict)  # channel -> its delivery's status
+    duration_seconds: float | None = None  # reading and scoring the day, before any delivery
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -20,16 +20,18 @@ def add(
     until: dt.date,
     reason: str,
     today: dt.date,
+    author: str | None = None,
 ) -> Silence:
     """Keep a silence of ``monitor``'s series matching ``matchers`` (empty: all) up to
-    ``until`` included; a :class:`ConfigError` for a dimension the monitor does not have, a
-    day already past, or no reason."""
+    ``until`` included, asked by ``author`` (by default whoever runs the command); a
+    :class:`ConfigError` for a dimension the monitor does not have, a day already past, or no
+    reason."""
     check_dimensions(monitor.name, matchers, monitor.dimensions)
     if until < today:
         raise ConfigError(f"--until {until} is already past (today is {today})")
     if not reason.strip():
         raise ConfigError("--reason must say why: it is shown with every silenced series")
-    silence = Silence(monitor.name, dict(matchers), until, reason.strip(), current_user())
+    silence = Silence(monitor.name, dict(matchers), until, reason.strip(), author or current_user())
     return dataclasses.replace(silence, id=store.add_silence(silence))
 
 

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, select, union, update
+from sqlalchemy import Table, func, select, union, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
@@ -230,6 +230,26 @@ class Store:
             statement = _upsert(connection, deliveries, values, DELIVERY_KEY, kept=("created_at",))
             row = connection.execute(statement.returning(*_delivery_columns())).mappings().one()
         return Delivery(**row)
+
+    def deliveries(self, monitor: str, date: dt.date) -> list[Delivery]:
+        """Every delivery of ``monitor``'s ``date``, by channel then kind."""
+        query = (
+            select(*_delivery_columns())
+            .where(deliveries.c.monitor == monitor, deliveries.c.date == date)
+            .order_by(deliveries.c.channel, deliveries.c.kind)
+        )
+        with self._reading() as connection:
+            return [Delivery(**row) for row in connection.execute(query).mappings()]
+
+    def outbox_counts(self, monitor: str) -> dict[str, int]:
+        """How many of ``monitor``'s deliveries are in each status."""
+        query = (
+            select(deliveries.c.status, func.count())
+            .where(deliveries.c.monitor == monitor)
+            .group_by(deliveries.c.status)
+        )
+        with self._reading() as connection:
+            return {status: int(n) for status, n in connection.execute(query)}
 
     def undelivered(self, channel: str, since: dt.date, until: dt.date) -> list[Delivery]:
         """The deliveries of ``channel`` still pending or failed, dated from ``since`` up to

@@ -1,0 +1,343 @@
+"""The web service as its users meet it: ``volume-monitor serve`` started for real on
+127.0.0.1 over a scored install, read over HTTP and in Debian's chromium driven by Playwright.
+
+The browser tests are skipped with the reason when chromium is not installed, and fail instead
+when VM_REQUIRE_SERVICES=1 (CI installs it in ``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import LAST_DAY, QUERY, REQUIRE_SERVICES, ROOT, copy_trained, free_port, run
+from volume_monitor import state
+
+TOKEN = "web-test-token"
+HOSTILE = "<img src=x onerror=alert(1)>"
+START_TIMEOUT = 60.0
+DAY = str(LAST_DAY)
+
+
+@dataclass
+class Site:
+    folder: Path
+    url: str
+    env: dict[str, str]
+
+    def get(self, path: str, **headers: str) -> tuple[int, str]:
+        status, body = self.fetch(path, **headers)
+        return status, body.decode()
+
+    def fetch(self, path: str, **headers: str) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def post(self, path: str, fields: dict[str, str], **headers: str) -> tuple[int, str, str]:
+        """Status, body and ``Location`` of a form post (redirects are not followed)."""
+        data = urllib.parse.urlencode(fields).encode()
+        request = urllib.request.Request(self.url + path, data=data, headers=headers)
+        opener = urllib.request.build_opener(_NoRedirect())
+        try:
+            with opener.open(request, timeout=30) as response:
+                return response.status, response.read().decode(), ""
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(), error.headers.get("Location", "")
+
+    def feedback_list(self) -> list[str]:
+        done = run("volume_monitor/cli.py", "feedback", "list", cwd=self.folder, **self.env)
+        assert done.returncode == 0, done.stderr
+        return [line for line in done.stdout.splitlines() if line.startswith("#")]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+@pytest.fixture(scope="module")
+def install(tmp_path_factory, demo_sqlite, trained_store) -> Path:
+    """An install whose ``LAST_DAY`` was scored (the demo's duplicated load of channel web),
+    with one more series on that day whose channel is a piece of HTML."""
+    folder = tmp_path_factory.mktemp("web")
+    (folder / "data").mkdir()
+    shutil.copy(demo_sqlite, folder / "data" / "demo.db")
+    (folder / "sql").mkdir()
+    shutil.copy(QUERY, folder / "sql" / QUERY.name)
+    copy_trained(trained_store, folder)
+    done = run("deploy.py", "--date", DAY, cwd=folder)
+    assert done.returncode == 0, done.stderr
+    with state.open_store(f"sqlite:///{folder / 'state' / 'volume-monitor.db'}") as store:
+        day = store.history("default", LAST_DAY, LAST_DAY)
+        hostile = day.iloc[[0]].assign(channelid=HOSTILE, is_anomaly=True, direction="high")
+        rows = pd.concat([day, hostile], ignore_index=True).drop(columns="source")
+        store.write_counts("default", ["channelid", "actioncode", "os_family"], rows, "scored")
+    return folder
+
+
+def serve(folder: Path, **env: str) -> Iterator[Site]:
+    port = free_port()
+    command = [
+        sys.executable,
+        str(ROOT / "volume_monitor" / "cli.py"),
+        "serve",
+        "--port",
+        str(port),
+    ]
+    from conftest import clean_environment
+
+    environment = {**clean_environment(), **env}
+    process = subprocess.Popen(
+        command, cwd=folder, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    site = Site(folder, f"http://127.0.0.1:{port}", env)
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"serve exited {process.returncode}: {process.stderr.read()}")
+            try:
+                if site.get("/healthz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"serve did not answer within {START_TIMEOUT} s")
+        yield site
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def site(install) -> Iterator[Site]:
+    yield from serve(install, VM_WEB_TOKEN=TOKEN)
+
+
+@pytest.fixture(scope="module")
+def scores(install) -> pd.DataFrame:
+    return pd.read_csv(install / "results" / "default" / DAY / "scores.csv")
+
+
+# --- over HTTP --------------------------------------------------------------------------------
+
+
+def test_the_overview_and_the_day_page_tell_what_the_run_found(site, scores):
+    status, html = site.get("/")
+    assert status == 200
+    assert f'<a href="/monitors/default/days/{DAY}">{DAY}</a>' in html
+    assert '<tr class="state-alert">' in html
+    status, html = site.get(f"/monitors/default/days/{DAY}")
+    assert status == 200
+    summary = json.loads((site.folder / "results" / "default" / DAY / "summary.json").read_text())
+    assert f"{summary['anomalies']} anomalous of {summary['rows']} series" in html
+    assert html.count('<tr class="anomaly">') == int(scores["is_anomaly"].sum()) + 1  # + hostile
+    assert "histogram.png" in html
+    status, png = site.fetch(f"/monitors/default/days/{DAY}/plots/histogram.png")
+    assert status == 200 and png.startswith(b"\x89PNG")
+    for missing in ("/monitors/nobody", f"/monitors/default/days/{DAY}/plots/..%2Fsummary.json",
+                    "/monitors/default/days/2026-13-40"):  # fmt: skip
+        assert site.get(missing)[0] == 404, missing
+
+
+def test_metrics_are_the_last_runs_values_and_healthz_answers(site):
+    status, text = site.get("/metrics")
+    assert status == 200
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    summary = json.loads((site.folder / "results" / "default" / DAY / "summary.json").read_text())
+    default = (("monitor", "default"),)
+    assert samples[("volume_monitor_last_run_rows", default)] == summary["rows"]
+    assert samples[("volume_monitor_last_run_anomalies", default)] == summary["anomalies"]
+    assert samples[("volume_monitor_alerting", default)] == 1.0
+    assert samples[("volume_monitor_outbox_size", default)] == 0.0
+    assert samples[("volume_monitor_last_run_duration_seconds", default)] > 0
+    scored_at = pd.Timestamp(summary["scored_at"]).timestamp()
+    assert samples[("volume_monitor_last_run_timestamp_seconds", default)] == pytest.approx(
+        scored_at
+    )
+    status, text = site.get("/healthz")
+    assert (status, text.split(" ")[0]) == (200, "ok")
+
+
+def test_a_write_needs_the_token_and_a_form_of_this_site(site):
+    before = site.feedback_list()
+    path = f"/monitors/default/days/{DAY}/feedback"
+    fields = {"verdict": "incident", "name": "Ana", "series": ""}
+    assert site.post(path, fields)[0] == 401
+    assert site.post(path, {**fields, "token": "wrong"})[0] == 401
+    status, body, _ = site.post(path, {**fields, "token": TOKEN})  # no CSRF cookie: another site
+    assert status == 403 and "CSRF" in body
+    assert site.post(path, fields, Authorization="Bearer wrong")[0] == 401
+    assert site.feedback_list() == before
+    status, _, location = site.post(
+        path, {**fields, "match.channelid": "web", "note": "replayed load"},
+        Authorization=f"Bearer {TOKEN}",
+    )  # fmt: skip
+    assert status == 303 and location.startswith(f"/monitors/default/days/{DAY}?said=")
+    [added] = [line for line in site.feedback_list() if line not in before]
+    assert f"default  {DAY}  incident  channelid=web  Ana  replayed load" in added
+    status, body, _ = site.post(
+        path, {**fields, "verdict": "maybe"}, Authorization=f"Bearer {TOKEN}"
+    )
+    assert status == 400 and "verdict must be one of" in body
+
+
+def test_a_silence_from_the_web_is_kept_with_who_asked(site):
+    path = f"/monitors/default/days/{DAY}/silence"
+    fields = {
+        "name": "Cy",
+        "days": "3",
+        "reason": "partner replays <all> week",
+        "match.channelid": "web",
+    }
+    status, body, _ = site.post(path, {**fields, "days": "0"}, Authorization=f"Bearer {TOKEN}")
+    assert status == 400 and "days must be from 1 to 365" in body
+    status, _, location = site.post(path, fields, Authorization=f"Bearer {TOKEN}")
+    assert status == 303 and "silence" in urllib.parse.unquote(location)
+    done = run("volume_monitor/cli.py", "silence", "list", cwd=site.folder, **site.env)
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if "partner replays" in line]
+    assert "default  channelid=web  until " in line and "active  partner replays <all> week" in line
+
+
+def test_without_a_token_configured_the_service_is_read_only(install):
+    for site in serve(install):
+        status, html = site.get(f"/monitors/default/days/{DAY}")
+        assert "Read-only: set VM_WEB_TOKEN" in html and "disabled" in html
+        status, body, _ = site.post(
+            f"/monitors/default/days/{DAY}/feedback", {"verdict": "normal", "name": "Ana"},
+            Authorization=f"Bearer {TOKEN}",
+        )  # fmt: skip
+        assert status == 403 and "read-only" in body
+
+
+# --- in the browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = shutil.which("chromium")
+    if executable is None:
+        reason = "chromium is not installed (apt-get install -y chromium)"
+        if REQUIRE_SERVICES:
+            pytest.fail(reason + " (VM_REQUIRE_SERVICES=1)")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.dialogs = []
+    opened.on("dialog", lambda dialog: (opened.dialogs.append(dialog.message), dialog.dismiss()))
+    yield opened
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("VM_SCREENSHOTS", tmp_path_factory.mktemp("screenshots")))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_the_overview_lists_the_monitors(site, page, screenshots):
+    page.goto(site.url + "/")
+    rows = page.locator("#monitors tbody tr")
+    assert rows.count() == 1
+    assert rows.first.inner_text().split("\t")[:4] == ["default", "—", DAY, "alert"]
+    page.screenshot(path=screenshots / "overview.png", full_page=True)
+    page.click("text=default")
+    assert page.locator("#calendar a.state-alert").count() == 1
+    page.screenshot(path=screenshots / "monitor.png", full_page=True)
+
+
+def test_the_day_page_shows_the_flagged_series_and_a_hostile_label_as_text(
+    site, page, scores, screenshots
+):
+    page.goto(f"{site.url}/monitors/default/days/{DAY}")
+    flagged = page.locator("#series tr.anomaly")
+    web = scores[scores["is_anomaly"]]
+    assert flagged.count() == len(web) + 1
+    first = flagged.nth(0).locator("td").all_inner_texts()
+    assert first[1] in set(web["channelid"]) | {HOSTILE}
+    texts = "\n".join(flagged.all_inner_texts())
+    assert HOSTILE in texts, "the label is shown as it is"
+    assert page.locator("img[src='x']").count() == 0 and page.dialogs == []
+    page.screenshot(path=screenshots / "day.png", full_page=True)
+
+
+def test_hovering_the_series_chart_shows_a_value(site, page, scores, screenshots):
+    row = scores[scores["is_anomaly"]].iloc[0]
+    query = urllib.parse.urlencode({k: row[k] for k in ("channelid", "actioncode", "os_family")})
+    page.goto(f"{site.url}/monitors/default/series?{query}")
+    page.wait_for_selector("#chart .main-svg")
+    point = page.locator("#chart .scatterlayer .trace").nth(3).locator(".point").last
+    box = point.bounding_box()  # plotly listens on the plot area drawn over the points
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    hover = page.locator("#chart .hoverlayer .hovertext")
+    hover.wait_for()
+    assert f"{DAY}: {int(row['count'])} events" in hover.text_content()
+    page.screenshot(path=screenshots / "series.png", full_page=True)
+
+
+def choose_series(page, labels: dict[str, str]) -> None:
+    """Tick the radio button of the series with ``labels`` on a day page."""
+    for radio in page.locator("input[name=series]").all():
+        value = radio.get_attribute("value")
+        if value and json.loads(value) == labels:
+            radio.check()
+            return
+    pytest.fail(f"no series {labels} on the page")
+
+
+def test_incident_from_the_browser_is_kept_and_refused_without_the_token(site, page, scores):
+    row = scores[scores["is_anomaly"]].iloc[1]
+    labels = {k: str(row[k]) for k in ("channelid", "actioncode", "os_family")}
+    before = site.feedback_list()
+    page.goto(f"{site.url}/monitors/default/days/{DAY}")
+    page.fill("input[name=name]", "Ben")
+    choose_series(page, labels)
+    page.click("button[value=incident]")
+    assert "token is missing or wrong" in page.inner_text("#message")
+    assert site.feedback_list() == before
+    page.go_back()
+    page.fill("input[name=name]", "Ben")
+    page.fill("input[name=token]", TOKEN)
+    choose_series(page, labels)
+    page.fill("input[name=note]", "seen in the ETL log")
+    page.click("button[value=incident]")
+    assert page.inner_text("#said").startswith("Kept: feedback #")
+    assert "incident" in page.inner_text("#feedback")
+    matched = ", ".join(f"{k}={v}" for k, v in labels.items())
+    [added] = [line for line in site.feedback_list() if line not in before]
+    assert f"incident  {matched}  Ben  seen in the ETL log" in added
