@@ -22,6 +22,7 @@ demo: $(INSTALLED)
 	@echo
 	@echo "Results: results/<monitor>/<day>/. History: $(DEMO_ENV) $(VENV)/bin/volume-monitor history --monitor orders"
 	@echo "Runs and models: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
+	@echo "Dashboard: $(DEMO_ENV) $(VENV)/bin/volume-monitor serve   (then open http://127.0.0.1:8050/)"
 
 # One worker per core; each test file runs whole on one worker, so its module fixtures are
 # built once. The files go out in the order conftest.py gives them (the slow soak first): the
