@@ -133,6 +133,32 @@ def test_groups_within_a_channel_can_widen_their_range_less_than_channels():
     assert caught == {3.0: 8, 4.0: 0}, caught
 
 
+def test_the_decision_boundary_is_the_zero_contour_over_the_training_features(tmp_path):
+    from matplotlib.path import Path as Polygon
+
+    from volume_monitor import plots
+
+    detector = VolumeDetector().fit(frame(HISTORY, history(1, channel_moves=True)))
+    training = detector.training_sample_
+    assert training.shape == (2000, 2), "a sample of the 5,400 training rows, kept in the model"
+    points, anomalous = detector.boundary_points(detector.score(scaled({"web": 1.6})))
+    assert anomalous.sum() == 6, "the six web series"
+    xs, ys, values = plots.boundary_grid(detector.outlier_decision, training)
+    assert xs[0] < training[:, 0].min() and xs[-1] > training[:, 0].max()
+    assert ys[0] < training[:, 1].min() and ys[-1] > training[:, 1].max()
+    import contourpy
+
+    [zero] = contourpy.contour_generator(xs, ys, values).lines(0.0)  # one closed line
+    inside = Polygon(zero).contains_points(training)
+    assert 0.8 < inside.mean() < 0.9, "contamination 15%: most training rows inside"
+    assert not Polygon(zero).contains_points(points[anomalous]).any(), "the anomalies outside"
+    drawn = plots.plot_boundary(
+        detector.outlier_decision, training, tmp_path / "boundary.png", "web +60%", points,
+        anomalous,
+    )  # fmt: skip
+    assert drawn.read_bytes().startswith(b"\x89PNG")
+
+
 def test_a_holiday_gets_its_own_expectation_when_the_monitor_declares_its_country():
     counts = history(2, channel_moves=False, holiday_level=0.4)
     train = frame(HISTORY, counts)

@@ -152,8 +152,9 @@ def test_the_overview_and_the_day_page_tell_what_the_run_found(site, scores):
     assert f"{summary['anomalies']} anomalous of {summary['rows']} series" in html
     assert html.count('<tr class="anomaly">') == int(scores["is_anomaly"].sum()) + 1  # + hostile
     assert "histogram.png" in html
-    status, png = site.fetch(f"/monitors/default/days/{DAY}/plots/histogram.png")
-    assert status == 200 and png.startswith(b"\x89PNG")
+    for plot in ("histogram.png", "boundary.png"):
+        status, png = site.fetch(f"/monitors/default/days/{DAY}/plots/{plot}")
+        assert status == 200 and png.startswith(b"\x89PNG"), plot
     for missing in ("/monitors/nobody", f"/monitors/default/days/{DAY}/plots/..%2Fsummary.json",
                     "/monitors/default/days/2026-13-40"):  # fmt: skip
         assert site.get(missing)[0] == 404, missing
@@ -341,3 +342,14 @@ def test_incident_from_the_browser_is_kept_and_refused_without_the_token(site, p
     matched = ", ".join(f"{k}={v}" for k, v in labels.items())
     [added] = [line for line in site.feedback_list() if line not in before]
     assert f"incident  {matched}  Ben  seen in the ETL log" in added
+
+
+def test_training_logs_the_decision_boundary_to_mlflow(install, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{install / 'mlruns' / 'mlflow.db'}")
+    [run_] = client.search_runs([client.get_experiment_by_name("volume-monitor").experiment_id])
+    logged = {Path(a.path).name for a in client.list_artifacts(run_.info.run_id, "plots")}
+    assert logged == {"histogram.png", "boundary.png"}
+    png = client.download_artifacts(run_.info.run_id, "plots/boundary.png", str(tmp_path))
+    assert Path(png).read_bytes().startswith(b"\x89PNG")

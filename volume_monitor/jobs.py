@@ -533,6 +533,8 @@ def _write_day(settings, store, case: content.Scored, summary, model, to_file) -
                 title,
                 model.detector.contamination,
             )
+            _drawn(_plot_boundary, model.detector, building / results.BOUNDARY_FILE, title,
+                   case.scored)  # fmt: skip
             results.write_scores(building, case.scored, case.dimensions)
             results.write_summary(building, summary)
             if case.decision.alert:
@@ -558,6 +560,17 @@ def _drawn(draw: Callable[..., Any], *args: Any) -> None:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         log.warning("plots: a plot is left out (%s): %s: %s", draw.__name__,
                     type(exc).__name__, first)  # fmt: skip
+
+
+def _plot_boundary(detector, path: Path, title: str, scored: pd.DataFrame | None = None):
+    """``boundary.png``: the outlier model's decision boundary over its two features, with
+    the training rows kept in the model and the day's ``scored`` rows; nothing for a model
+    without them (seed features, or saved before it kept them)."""
+    training = getattr(detector, "training_sample_", None)
+    if training is None or not len(training):
+        return None
+    day, anomalous = detector.boundary_points(scored) if scored is not None else (None, None)
+    return plots.plot_boundary(detector.outlier_decision, training, path, title, day, anomalous)
 
 
 def _plot_volume(store, case: content.Scored, path: Path, version: str) -> Path:
@@ -787,6 +800,10 @@ def _log_run(
             f"{monitor.name}, training {start}..{end}: decision function",
             params["contamination"],
         )  # fmt: skip
+        boundary = Path(scratch) / results.BOUNDARY_FILE
+        title = f"{monitor.name}, training {start}..{end}: decision boundary"
+        _drawn(_plot_boundary, detector, boundary, title)
+        drawn = [histogram, *([boundary] if boundary.exists() else [])]
         run_params = {
             **params, "window_start": start, "window_end": end,
             "monitor": monitor.name, "dimensions": ",".join(detector.dimensions),
@@ -794,7 +811,7 @@ def _log_run(
             "database": make_url(monitor.database_url).get_backend_name(),
         }  # fmt: skip
         return tracking.log_training(
-            settings, monitor, detector, frame, run_params, metrics, [histogram], used
+            settings, monitor, detector, frame, run_params, metrics, drawn, used
         )
 
 

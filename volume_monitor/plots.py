@@ -1,6 +1,7 @@
-"""The plots of a scored day: the decision-function histogram and the volume of the worst
-series against its expected range. Figures are built without pyplot's global state, so
-monitors scored in parallel threads never draw on each other's figure."""
+"""The plots of a scored day: the decision-function histogram, the volume of the worst
+series against its expected range, and the outlier model's decision boundary. Figures are
+built without pyplot's global state, so monitors scored in parallel threads never draw on each
+other's figure."""
 
 from __future__ import annotations
 
@@ -69,6 +70,59 @@ def plot_volume(daily: pd.DataFrame, path: Path, title: str) -> Path:
     axes.set_ylim(bottom=0)
     axes.tick_params(axis="x", rotation=30)
     axes.legend(loc="upper left")
+    return save_figure(figure, path, dpi=100)
+
+
+BOUNDARY_GRID = 150  # points a side of the grid the decision function is drawn on
+BOUNDARY_PAD = 0.1  # the grid reaches this share of each feature's range beyond its points
+
+
+def boundary_grid(
+    decision, points: np.ndarray, size: int = BOUNDARY_GRID
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The decision function over a ``size`` × ``size`` grid of the two features (deviation
+    in spreads, expected level) covering ``points`` and a margin: its x and y values, and the
+    decision values (rows: y, columns: x)."""
+    low, high = np.nanmin(points, axis=0), np.nanmax(points, axis=0)
+    margin = np.maximum((high - low) * BOUNDARY_PAD, 0.5)
+    xs = np.linspace(low[0] - margin[0], high[0] + margin[0], size)
+    ys = np.linspace(low[1] - margin[1], high[1] + margin[1], size)
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    values = decision(np.column_stack([grid_x.ravel(), grid_y.ravel()]))
+    return xs, ys, np.asarray(values, dtype=float).reshape(grid_x.shape)
+
+
+def plot_boundary(
+    decision,
+    training: np.ndarray,
+    path: Path,
+    title: str,
+    day: np.ndarray | None = None,
+    anomalous: np.ndarray | None = None,
+) -> Path:
+    """The outlier model's decision function over its two features as filled contours, the
+    0 line (below it: outliers) in black, the ``training`` rows in grey and the ``day``'s
+    rows on top, its ``anomalous`` ones in red."""
+    shown = training if day is None or not len(day) else np.vstack([training, day])
+    xs, ys, values = boundary_grid(decision, shown)
+    figure, axes = new_figure(8, 5.5)
+    limit = max(float(np.abs(values).max()), 1e-9)
+    filled = axes.contourf(xs, ys, values, levels=20, cmap="RdBu", vmin=-limit, vmax=limit)
+    figure.colorbar(filled, ax=axes, label="decision function (lower = more anomalous)")
+    axes.contour(xs, ys, values, levels=[0.0], colors="black", linewidths=1.5)
+    axes.scatter(
+        training[:, 0], training[:, 1], s=4, c="#555555", alpha=0.35, label="training rows"
+    )
+    if day is not None and len(day):
+        flagged = np.zeros(len(day), dtype=bool) if anomalous is None else np.asarray(anomalous)
+        axes.scatter(day[~flagged, 0], day[~flagged, 1], s=22, facecolors="none",
+                     edgecolors="#1f4e8c", label="the day's rows")  # fmt: skip
+        axes.scatter(day[flagged, 0], day[flagged, 1], s=28, c="#d62728",
+                     label=f"the day's anomalies ({int(flagged.sum())})")  # fmt: skip
+    axes.plot([], [], color="black", label="decision function = 0")
+    axes.set(xlabel="deviation from the baseline (spreads)", ylabel="expected level (log1p count)")
+    set_title(axes, title)
+    axes.legend(loc="upper left", fontsize="small")
     return save_figure(figure, path, dpi=100)
 
 

@@ -25,7 +25,7 @@ from volume_monitor.files import write_atomic
 log = logging.getLogger(__name__)
 
 SCORES_FILE, SUMMARY_FILE, HISTOGRAM_FILE = "scores.csv", "summary.json", "histogram.png"
-VOLUME_FILE = "volume.png"
+VOLUME_FILE, BOUNDARY_FILE = "volume.png", "boundary.png"
 EMAIL_FILE, EMAIL_HTML_FILE = "email.txt", "email.html"
 VERDICT_COLUMNS = ["expected_low", "expected_high", "score", "is_anomaly", "direction", "cause"]
 

@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 
 SEED_PARAMS = {"n_estimators": 100, "max_samples": 256, "contamination": 0.15, "random_state": 2019}
 FEATURE_SETS = ("baseline", "seed")
+BOUNDARY_SAMPLE = 2000  # training rows kept with the model, for its decision-boundary plot
 # Fits with ``clean``: the second leaves out the rows outside the first's ranges. A third and
 # more narrow the spreads further: measured on the benchmark, they found the rest of a long
 # incident on two more series, but added a false alert day on seeds kept unseen.
@@ -173,8 +174,18 @@ class VolumeDetector(BaseEstimator):
         if self._grouped:
             bounds = groups.ranges_of_rows(frame, keys, self.group_names_, self.group_ranges_)
             center = center + explain.usual_share(found, bounds)
-        self.outliers_ = self._outlier_model().fit(self._features(frame, center, spread)[keep])
+        features = self._features(frame, center, spread)[keep]
+        self.outliers_ = self._outlier_model().fit(features)
+        self.training_sample_ = self._sample(features) if self.features == "baseline" else None
         return self
+
+    def _sample(self, features: np.ndarray) -> np.ndarray:
+        """At most ``BOUNDARY_SAMPLE`` training rows' features, drawn once with the model's
+        seed: what the decision-boundary plot shows of the training data."""
+        if len(features) <= BOUNDARY_SAMPLE:
+            return features.copy()
+        rng = np.random.default_rng(self.random_state)
+        return features[np.sort(rng.choice(len(features), BOUNDARY_SAMPLE, replace=False))]
 
     def _fit_baseline(
         self, frame: pd.DataFrame, index: np.ndarray, n_series: int, normal: np.ndarray
@@ -257,6 +268,19 @@ class VolumeDetector(BaseEstimator):
             deviation=deviation, score=scores,
             is_anomaly=anomalous, direction=direction, cause=cause,
         )  # fmt: skip
+
+    def boundary_points(self, scored: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The scored rows of known series as points of the outlier model's two features
+        (deviation in spreads, expected level), and which of them are anomalous."""
+        expected = scored["expected"].to_numpy(dtype=float)
+        points = np.column_stack([scored["deviation"].to_numpy(dtype=float), np.log1p(expected)])
+        known = np.isfinite(points).all(axis=1)
+        return points[known], scored["is_anomaly"].to_numpy(dtype=bool)[known]
+
+    def outlier_decision(self, features: np.ndarray) -> np.ndarray:
+        """The outlier model's decision function on rows of its features (below 0: an
+        outlier)."""
+        return self._decision(features)
 
     def _decision(self, features: np.ndarray) -> np.ndarray:
         """The outlier model's decision function (below 0: an outlier). A model saved before
