@@ -24,7 +24,16 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import LAST_DAY, QUERY, REQUIRE_SERVICES, ROOT, copy_trained, free_port, run
+from conftest import (
+    FIRST_DAY,
+    LAST_DAY,
+    QUERY,
+    REQUIRE_SERVICES,
+    ROOT,
+    copy_trained,
+    free_port,
+    run,
+)
 from volume_monitor import state
 
 TOKEN = "web-test-token"
@@ -83,6 +92,8 @@ def install(tmp_path_factory, demo_sqlite, trained_store) -> Path:
     (folder / "sql").mkdir()
     shutil.copy(QUERY, folder / "sql" / QUERY.name)
     copy_trained(trained_store, folder)
+    models = Path("results") / "default" / "models"
+    shutil.copytree(trained_store / models, folder / models)
     done = run("deploy.py", "--date", DAY, cwd=folder)
     assert done.returncode == 0, done.stderr
     with state.open_store(f"sqlite:///{folder / 'state' / 'volume-monitor.db'}") as store:
@@ -158,6 +169,28 @@ def test_the_overview_and_the_day_page_tell_what_the_run_found(site, scores):
     for missing in ("/monitors/nobody", f"/monitors/default/days/{DAY}/plots/..%2Fsummary.json",
                     "/monitors/default/days/2026-13-40"):  # fmt: skip
         assert site.get(missing)[0] == 404, missing
+
+
+def test_the_model_page_shows_what_training_saw(site, page, screenshots):
+    status, html = site.get("/monitors/default/model")
+    assert status == 200 and "model version 1" in html
+    for plot in ("boundary.png", "deviations.png"):
+        status, png = site.fetch(f"/monitors/default/model/plots/{plot}")
+        assert status == 200 and png.startswith(b"\x89PNG"), plot
+    assert site.get("/monitors/default/model/plots/describe.csv")[0] == 404
+    page.goto(site.url + "/monitors/default/model")
+    rows = [r.split("\t") for r in page.locator("#describe tbody tr").all_inner_texts()]
+    header = page.locator("#describe thead th").all_inner_texts()
+    everything = dict(zip(header, rows[0], strict=True))
+    with state.open_store(f"sqlite:///{site.folder / 'state' / 'volume-monitor.db'}") as store:
+        trained = store.history("default", FIRST_DAY, LAST_DAY)  # the training window
+    trained = trained[trained["channelid"] != HOSTILE]
+    assert everything["dimension"] == "(all)"
+    assert float(everything["count"]) == len(trained)
+    assert float(everything["mean"]) == pytest.approx(trained["count"].mean(), abs=0.01)
+    channels = {r[1] for r in rows if r[0] == "channelid"}
+    assert channels == set(trained["channelid"])
+    page.screenshot(path=screenshots / "model.png", full_page=True)
 
 
 def test_metrics_are_the_last_runs_values_and_healthz_answers(site):
@@ -344,12 +377,14 @@ def test_incident_from_the_browser_is_kept_and_refused_without_the_token(site, p
     assert f"incident  {matched}  Ben  seen in the ETL log" in added
 
 
-def test_training_logs_the_decision_boundary_to_mlflow(install, tmp_path):
+def test_training_logs_the_decision_boundary_and_its_data_to_mlflow(install, tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{install / 'mlruns' / 'mlflow.db'}")
     [run_] = client.search_runs([client.get_experiment_by_name("volume-monitor").experiment_id])
     logged = {Path(a.path).name for a in client.list_artifacts(run_.info.run_id, "plots")}
-    assert logged == {"histogram.png", "boundary.png"}
+    assert logged == {"histogram.png", "boundary.png", "deviations.png"}
+    root = {Path(a.path).name for a in client.list_artifacts(run_.info.run_id)}
+    assert "describe.csv" in root
     png = client.download_artifacts(run_.info.run_id, "plots/boundary.png", str(tmp_path))
     assert Path(png).read_bytes().startswith(b"\x89PNG")

@@ -11,6 +11,7 @@ import datetime as dt
 import gc
 import json
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -800,19 +801,47 @@ def _log_run(
             f"{monitor.name}, training {start}..{end}: decision function",
             params["contamination"],
         )  # fmt: skip
-        boundary = Path(scratch) / results.BOUNDARY_FILE
-        title = f"{monitor.name}, training {start}..{end}: decision boundary"
-        _drawn(_plot_boundary, detector, boundary, title)
-        drawn = [histogram, *([boundary] if boundary.exists() else [])]
+        drawn = [histogram, *_explored(detector, scored, Path(scratch), monitor.name, start, end)]
+        described = Path(scratch) / results.DESCRIBE_FILE
+        results.describe(frame, detector.dimensions).to_csv(described, index=False)
         run_params = {
             **params, "window_start": start, "window_end": end,
             "monitor": monitor.name, "dimensions": ",".join(detector.dimensions),
             "query": monitor.query_path.name,
             "database": make_url(monitor.database_url).get_backend_name(),
         }  # fmt: skip
-        return tracking.log_training(
-            settings, monitor, detector, frame, run_params, metrics, drawn, used
+        run_id, version = tracking.log_training(
+            settings, monitor, detector, frame, run_params, metrics, drawn, used, described
         )
+        _keep_model_files(settings, monitor.name, version, [*drawn, described])
+        return run_id, version
+
+
+def _explored(detector, scored, folder: Path, monitor: str, start: str, end: str) -> list[Path]:
+    """The training data's plots beside the histogram: the deviations (a histogram, a box
+    plot per value of the first dimension) and the decision boundary; a plot that cannot be
+    drawn is left out with a warning."""
+    window = f"{monitor}, training {start}..{end}"
+    deviations, boundary = folder / results.DEVIATIONS_FILE, folder / results.BOUNDARY_FILE
+    if "deviation" in scored.columns and scored["deviation"].notna().any():
+        _drawn(plots.plot_deviations, scored, detector.dimensions[0], deviations,
+               f"{window}: deviations from the baselines")  # fmt: skip
+    _drawn(_plot_boundary, detector, boundary, f"{window}: decision boundary")
+    return [path for path in (deviations, boundary) if path.exists()]
+
+
+def _keep_model_files(settings: Settings, monitor: str, version: str, paths: list[Path]) -> None:
+    """Copy what training found in its data to ``results/<monitor>/models/v<version>/``,
+    where the web service's model page reads it."""
+    folder = results.model_dir(settings.results_dir, monitor, version)
+    try:
+        with files.replaced_folder(folder) as building:
+            for path in paths:
+                shutil.copyfile(path, building / path.name)
+    except OSError as exc:
+        raise ResultsError(
+            f"cannot write the model's files to {folder}: {exc.strerror or exc}"
+        ) from None
 
 
 def _verdict(item: state.Feedback) -> dict[str, Any]:

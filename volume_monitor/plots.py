@@ -73,6 +73,31 @@ def plot_volume(daily: pd.DataFrame, path: Path, title: str) -> Path:
     return save_figure(figure, path, dpi=100)
 
 
+DEVIATION_CLIP = 20.0  # spreads: the histogram and box plot show larger deviations at the edge
+BOX_GROUPS = 12  # values of the first dimension with a box of their own
+
+
+def plot_deviations(scored: pd.DataFrame, dimension: str, path: Path, title: str) -> Path:
+    """How far the training rows lie from their baselines, in spreads: a histogram of all of
+    them, and a box plot per value of ``dimension`` (the ``BOX_GROUPS`` largest)."""
+    Figure, FigureCanvasAgg = load_backend()
+    figure = Figure(figsize=(11, 4.5))
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
+    deviation = scored["deviation"].astype(float).clip(-DEVIATION_CLIP, DEVIATION_CLIP)
+    known = deviation.notna()
+    left.hist(deviation[known], bins=60, color="#4c72b0")
+    left.set(xlabel="deviation from the baseline (spreads)", ylabel="rows", yscale="log")
+    groups = scored.loc[known, dimension].astype(str)
+    largest = groups.value_counts().index[:BOX_GROUPS]
+    right.boxplot([deviation[known][groups == g] for g in largest], showfliers=True,
+                  flierprops={"markersize": 2})  # fmt: skip
+    right.set_xticks(range(1, len(largest) + 1), [str(g) for g in largest], rotation=30)
+    right.set(ylabel="deviation (spreads)", xlabel=dimension)
+    figure.suptitle(" ".join(title.split()), parse_math=False)
+    return save_figure(figure, path, dpi=100)
+
+
 BOUNDARY_GRID = 150  # points a side of the grid the decision function is drawn on
 BOUNDARY_PAD = 0.1  # the grid reaches this share of each feature's range beyond its points
 

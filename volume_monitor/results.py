@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SCORES_FILE, SUMMARY_FILE, HISTOGRAM_FILE = "scores.csv", "summary.json", "histogram.png"
 VOLUME_FILE, BOUNDARY_FILE = "volume.png", "boundary.png"
+DESCRIBE_FILE, DEVIATIONS_FILE = "describe.csv", "deviations.png"  # a model's training data
 EMAIL_FILE, EMAIL_HTML_FILE = "email.txt", "email.html"
 VERDICT_COLUMNS = ["expected_low", "expected_high", "score", "is_anomaly", "direction", "cause"]
 
@@ -92,6 +93,25 @@ def monitor_dir(results_dir: Path, monitor: str) -> Path:
 
 def day_dir(results_dir: Path, day: dt.date, monitor: str = DEFAULT_MONITOR) -> Path:
     return monitor_dir(results_dir, monitor) / day.isoformat()
+
+
+def model_dir(results_dir: Path, monitor: str, version: str) -> Path:
+    """``results/<monitor>/models/v<version>/``: what training found in its data (the
+    summary per dimension, the deviations, the decision boundary)."""
+    return monitor_dir(results_dir, monitor) / "models" / f"v{version}"
+
+
+def describe(frame: pd.DataFrame, dimensions: Sequence[str]) -> pd.DataFrame:
+    """The training data's summary: ``describe()`` of the daily counts of all series
+    (dimension ``(all)``) and of each value of each dimension."""
+    parts = [frame["count"].describe().to_frame().T.assign(dimension="(all)", value="")]
+    for dimension in dimensions:
+        by_value = frame.groupby(frame[dimension].astype(str), observed=True)["count"].describe()
+        parts.append(by_value.assign(dimension=dimension, value=by_value.index))
+    table = pd.concat(parts, ignore_index=True)
+    return table[
+        ["dimension", "value", *[c for c in table.columns if c not in ("dimension", "value")]]
+    ]
 
 
 def worst_first(scored: pd.DataFrame) -> pd.DataFrame:

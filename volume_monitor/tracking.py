@@ -106,9 +106,11 @@ def log_training(
     metrics: dict[str, float],
     plots: list[Path],
     feedback: Path | None = None,
+    described: Path | None = None,
 ) -> tuple[str, str]:
     """Log one training run with its model (and the ``feedback`` file of the verdicts it
-    used); register a new version of the monitor's model. Returns (run id, version)."""
+    used, and the summary of its data, ``described``); register a new version of the
+    monitor's model. Returns (run id, version)."""
     mlflow_client = client(settings)
     experiment = experiment_id(settings, monitor.experiment)
     tags = {"monitor": monitor.name, "query_hash": detector.query_hash_,
@@ -121,8 +123,9 @@ def log_training(
             _log_values(mlflow_client, run_id, params, metrics)
             for plot in plots:
                 mlflow_client.log_artifact(run_id, str(plot), artifact_path="plots")
-            if feedback is not None:
-                mlflow_client.log_artifact(run_id, str(feedback))
+            for extra in (feedback, described):
+                if extra is not None:
+                    mlflow_client.log_artifact(run_id, str(extra))
             with tempfile.TemporaryDirectory() as scratch:
                 saved = _save_model(detector, frame, Path(scratch) / "model")
                 mlflow_client.log_artifacts(run_id, str(saved), artifact_path="model")

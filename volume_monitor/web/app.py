@@ -115,6 +115,18 @@ def create_app(settings: Settings, today: Callable[[], dt.date] | None = None) -
         view = views.monitor_view(monitor_named(name), store, today())
         return page(request, "monitor.html", view=view)
 
+    @app.get("/monitors/{name}/model", response_class=HTMLResponse)
+    def model(request: Request, name: str):
+        view = views.model_view(settings, monitor_named(name), store, today())
+        return page(request, "model.html", view=view)
+
+    @app.get("/monitors/{name}/model/plots/{file}")
+    def model_plot(name: str, file: str):
+        path = views.model_plot(settings, monitor_named(name).name, store, today(), file)
+        if path is None:
+            raise NotFound(f"no model plot {file!r}")
+        return FileResponse(path, media_type="image/png")
+
     @app.get("/monitors/{name}/days/{day}", response_class=HTMLResponse)
     def day(request: Request, name: str, day: str):
         view = views.day_view(settings, monitor_named(name), store, _date(day))

@@ -243,3 +243,51 @@ def series_view(
 
 def _optional(values: pd.Series) -> list[float | None]:
     return [None if pd.isna(v) else float(v) for v in values]
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What training found in its data, for the model version that scored the last day (else
+    the latest trained): ``describe()`` per dimension and for the counts, and its plots."""
+
+    monitor: str
+    version: str | None
+    columns: list[str]
+    summary: list[dict[str, object]]
+    plots: list[str]
+
+
+def model_view(settings: Settings, monitor: MonitorSpec, store: Store, today: dt.date) -> ModelView:
+    folder = model_folder(settings, monitor.name, store, today)
+    if folder is None:
+        return ModelView(monitor.name, None, [], [], [])
+    described = folder / results.DESCRIBE_FILE
+    table = pd.read_csv(described, keep_default_na=False) if described.is_file() else None
+    return ModelView(
+        monitor=monitor.name,
+        version=folder.name.removeprefix("v"),
+        columns=[] if table is None else list(table.columns),
+        summary=[] if table is None else table.round(2).to_dict("records"),
+        plots=sorted(p.name for p in folder.iterdir() if p.suffix == PLOT_SUFFIX),
+    )
+
+
+def model_folder(settings: Settings, monitor: str, store: Store, today: dt.date) -> Path | None:
+    """The model files' folder of the version that scored ``monitor``'s last day, or of the
+    latest version trained; None before any training wrote one."""
+    last = last_record(store, monitor, today)
+    if last is not None and last.model_version:
+        folder = results.model_dir(settings.results_dir, monitor, last.model_version)
+        if folder.is_dir():
+            return folder
+    parent = results.model_dir(settings.results_dir, monitor, "0").parent
+    versions = [p for p in parent.glob("v*") if p.is_dir() and p.name[1:].isdigit()]
+    return max(versions, key=lambda p: int(p.name[1:])) if versions else None
+
+
+def model_plot(settings: Settings, monitor: str, store: Store, today: dt.date, name: str):
+    """The plot ``name`` of the model page; None unless it is one of its plots."""
+    view = model_view(settings, settings.monitor(monitor), store, today)
+    if view.version is None or name not in view.plots:
+        return None
+    return results.model_dir(settings.results_dir, monitor, view.version) / name
