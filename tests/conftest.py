@@ -247,6 +247,18 @@ class Inbox:
         return AuthResult(success=password == self.PASSWORD, handled=False)
 
 
+def chromium_executable() -> str:
+    """Debian's chromium; the test is skipped with the reason without it, and fails instead
+    when VM_REQUIRE_SERVICES=1 (CI installs it in ``.ci/run``)."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        reason = "chromium is not installed (apt-get install -y chromium)"
+        if REQUIRE_SERVICES:
+            pytest.fail(reason + " (VM_REQUIRE_SERVICES=1)")
+        pytest.skip(reason)
+    return executable
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -434,11 +446,19 @@ def error_lines(stderr: str) -> list[str]:
 @pytest.fixture
 def workdir(tmp_path, demo_sqlite) -> Path:
     """An install-like folder: relative default paths, the demo database under data/."""
-    (tmp_path / "data").mkdir()
-    shutil.copy(demo_sqlite, tmp_path / "data" / "demo.db")
-    (tmp_path / "sql").mkdir()
-    shutil.copy(QUERY, tmp_path / "sql" / QUERY.name)
-    return tmp_path
+    return new_install(tmp_path, demo_sqlite)
+
+
+def new_install(folder: Path, demo_sqlite: Path, trained_store: Path | None = None) -> Path:
+    """``folder`` made an install: the demo database under data/, the query under sql/, and
+    a copy of ``trained_store``'s MLflow and state stores when given."""
+    (folder / "data").mkdir()
+    shutil.copy(demo_sqlite, folder / "data" / "demo.db")
+    (folder / "sql").mkdir()
+    shutil.copy(QUERY, folder / "sql" / QUERY.name)
+    if trained_store is not None:
+        copy_trained(trained_store, folder)
+    return folder
 
 
 @pytest.fixture
@@ -453,12 +473,7 @@ def trained_workdir(workdir, trained_store) -> Path:
 def scored_install(tmp_path_factory, demo_sqlite, trained_store) -> Path:
     """An install-like folder (demo database, query, trained store) whose ``LAST_DAY`` was
     scored once by a dry run: the results that a bad run must leave alone."""
-    folder = tmp_path_factory.mktemp("scored")
-    (folder / "data").mkdir()
-    shutil.copy(demo_sqlite, folder / "data" / "demo.db")
-    (folder / "sql").mkdir()
-    shutil.copy(QUERY, folder / "sql" / QUERY.name)
-    copy_trained(trained_store, folder)
+    folder = new_install(tmp_path_factory.mktemp("scored"), demo_sqlite, trained_store)
     scored = run("deploy.py", "--date", str(LAST_DAY), "--dry-run", cwd=folder)
     assert scored.returncode == 0, scored.stderr
     return folder

@@ -8,7 +8,6 @@ VM_REQUIRE_SERVICES=1 (CI installs it in ``.ci/run``).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -21,7 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import LAST_DAY, REQUIRE_SERVICES
+from conftest import LAST_DAY, chromium_executable
 from volume_monitor import jobs
 from volume_monitor.alerting import content
 from volume_monitor.alerting.channels import email as email_channel
@@ -84,12 +83,7 @@ class Chromium:
 
 @pytest.fixture
 def chromium(tmp_path) -> Chromium:
-    executable = shutil.which("chromium")
-    if executable is None:
-        reason = "chromium is not installed (apt-get install -y chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(reason + " (VM_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
+    executable = chromium_executable()
     home = tmp_path / "chromium"
     home.mkdir()
     browser = Chromium(executable, home)

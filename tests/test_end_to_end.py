@@ -180,7 +180,8 @@ def test_a_rescore_that_no_longer_alerts_leaves_no_file_of_the_earlier_verdict(t
     first = jobs.score_day(settings, LAST_DAY, dry_run=True)
     written = sorted(p.name for p in first.folder.iterdir())
     assert written == [
-        "email.html", "email.txt", "histogram.png", "scores.csv", "summary.json", "volume.png"
+        "boundary.png", "email.html", "email.txt", "histogram.png", "scores.csv", "summary.json",
+        "volume.png",
     ]  # fmt: skip
     lenient = jobs.train(
         settings, FIRST_DAY, LAST_DAY + dt.timedelta(days=1),
@@ -192,7 +193,7 @@ def test_a_rescore_that_no_longer_alerts_leaves_no_file_of_the_earlier_verdict(t
     assert again.folder == first.folder
     assert again.summary.alert is False and again.summary.model_version == lenient.version
     assert sorted(p.name for p in again.folder.iterdir()) == [
-        "histogram.png", "scores.csv", "summary.json"
+        "boundary.png", "histogram.png", "scores.csv", "summary.json"
     ]  # fmt: skip
     assert not [p for p in again.folder.parent.iterdir() if p.name.startswith(".")
                 and p.name != ".volume-monitor.lock"], "no temporary folder is left"  # fmt: skip
@@ -209,5 +210,10 @@ def test_training_and_loading_leave_the_process_environment_and_folder_alone(
     assert tracking.load_model(settings).version == trained.version == "2"
     assert dict(os.environ) == before
     # The configured stores and the user-agent cache; no store of MLflow's own default.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "mlruns", "state"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "mlruns", "results", "state"]
+    # ... and what training found in its data, beside the results.
+    model_files = tmp_path / "results" / "default" / "models" / f"v{trained.version}"
+    assert sorted(p.name for p in model_files.iterdir()) == [
+        "boundary.png", "describe.csv", "deviations.png", "histogram.png"
+    ]  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "mlruns").iterdir()) == ["artifacts", "mlflow.db"]

@@ -58,8 +58,11 @@ def _sample(process: subprocess.Popen, results: Path) -> list[tuple[int, float]]
 
 
 def _day_folders(results: Path) -> list[Path]:
-    """The days' folders (not one being built beside its place)."""
-    return sorted(p for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """The days' folders (not one being built beside its place, nor the models' files)."""
+    return sorted(
+        p for p in results.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name != "models"
+    )  # fmt: skip
 
 
 def day_before(day: str) -> str:

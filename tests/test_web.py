@@ -27,13 +27,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import (
     FIRST_DAY,
     LAST_DAY,
-    QUERY,
-    REQUIRE_SERVICES,
     ROOT,
-    copy_trained,
+    chromium_executable,
+    clean_environment,
     free_port,
+    new_install,
     run,
-)
+)  # fmt: skip
 from volume_monitor import state
 
 TOKEN = "web-test-token"
@@ -86,12 +86,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def install(tmp_path_factory, demo_sqlite, trained_store) -> Path:
     """An install whose ``LAST_DAY`` was scored (the demo's duplicated load of channel web),
     with one more series on that day whose channel is a piece of HTML."""
-    folder = tmp_path_factory.mktemp("web")
-    (folder / "data").mkdir()
-    shutil.copy(demo_sqlite, folder / "data" / "demo.db")
-    (folder / "sql").mkdir()
-    shutil.copy(QUERY, folder / "sql" / QUERY.name)
-    copy_trained(trained_store, folder)
+    folder = new_install(tmp_path_factory.mktemp("web"), demo_sqlite, trained_store)
     models = Path("results") / "default" / "models"
     shutil.copytree(trained_store / models, folder / models)
     done = run("deploy.py", "--date", DAY, cwd=folder)
@@ -113,8 +108,6 @@ def serve(folder: Path, **env: str) -> Iterator[Site]:
         "--port",
         str(port),
     ]
-    from conftest import clean_environment
-
     environment = {**clean_environment(), **env}
     process = subprocess.Popen(
         command, cwd=folder, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -273,12 +266,7 @@ def test_without_a_token_configured_the_service_is_read_only(install):
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = shutil.which("chromium")
-    if executable is None:
-        reason = "chromium is not installed (apt-get install -y chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(reason + " (VM_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
+    executable = chromium_executable()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
