@@ -376,3 +376,22 @@ def test_training_logs_the_decision_boundary_and_its_data_to_mlflow(install, tmp
     assert "describe.csv" in root
     png = client.download_artifacts(run_.info.run_id, "plots/boundary.png", str(tmp_path))
     assert Path(png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_false_alarm_from_a_series_page_and_its_hostile_label_as_text(site, page, scores):
+    row = scores[scores["is_anomaly"]].iloc[2]
+    labels = {k: str(row[k]) for k in ("channelid", "actioncode", "os_family")}
+    before = site.feedback_list()
+    page.goto(f"{site.url}/monitors/default/series?{urllib.parse.urlencode(labels)}")
+    assert page.locator("#day option").first.get_attribute("value") == DAY, "flagged, latest first"
+    page.fill("input[name=name]", "Dee")
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[value=normal]")
+    assert page.url.startswith(f"{site.url}/monitors/default/days/{DAY}?said=")
+    matched = ", ".join(f"{k}={v}" for k, v in labels.items())
+    [added] = [line for line in site.feedback_list() if line not in before]
+    assert f"{DAY}  normal  {matched}  Dee" in added
+    hostile = {"channelid": HOSTILE, "actioncode": row["actioncode"], "os_family": "Android"}
+    page.goto(f"{site.url}/monitors/default/series?{urllib.parse.urlencode(hostile)}")
+    assert HOSTILE in page.inner_text("h1")
+    assert page.locator("img[src='x']").count() == 0 and page.dialogs == []

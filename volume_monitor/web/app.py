@@ -146,20 +146,29 @@ def create_app(settings: Settings, today: Callable[[], dt.date] | None = None) -
         view = views.series_view(spec, store, labels, today())
         return page(request, "series.html", view=view, status=200 if view.found else 404)
 
-    @app.post("/monitors/{name}/days/{day}/feedback")
-    async def give_feedback(request: Request, name: str, day: str):
-        spec, date, form = monitor_named(name), _date(day), await _form(request)
+    async def keep_feedback(request: Request, name: str, day: str | None) -> RedirectResponse:
+        spec, form = monitor_named(name), await _form(request)
         guard.check_write(settings.web_token, request.headers, form, _csrf(request))
+        date = _date(day or form.get("day", ""))
         author = _author(form)
         verdict, matchers, note = _verdict(form), _matchers(spec, form), form.get("note")
         kept = feedback.add(store, spec.name, date, verdict, matchers, note, today(), author)
-        log.info("web: feedback #%s (%s) on %s %s by %s", kept.id, kept.verdict, name, day, author)
-        return _back_to_day(name, day, f"feedback #{kept.id}: {kept.verdict}")
+        log.info("web: feedback #%s (%s) on %s %s by %s", kept.id, kept.verdict, name, date, author)
+        return _back_to_day(name, date.isoformat(), f"feedback #{kept.id}: {kept.verdict}")
 
-    @app.post("/monitors/{name}/days/{day}/silence")
-    async def silence(request: Request, name: str, day: str):
+    @app.post("/monitors/{name}/days/{day}/feedback")
+    async def day_feedback(request: Request, name: str, day: str):
+        return await keep_feedback(request, name, day)
+
+    @app.post("/monitors/{name}/feedback")
+    async def series_feedback(request: Request, name: str):
+        """A verdict from a series page: the day is the form's ``day`` field."""
+        return await keep_feedback(request, name, None)
+
+    async def keep_silence(request: Request, name: str, day: str | None) -> RedirectResponse:
         spec, form = monitor_named(name), await _form(request)
         guard.check_write(settings.web_token, request.headers, form, _csrf(request))
+        back_to = _date(day or form.get("day", ""))
         days = _days(form.get("days", ""))
         until = today() + dt.timedelta(days=days - 1)
         author = _author(form)
@@ -167,7 +176,16 @@ def create_app(settings: Settings, today: Callable[[], dt.date] | None = None) -
             store, spec, _matchers(spec, form), until, form.get("reason", ""), today(), author
         )
         log.info("web: silence #%s of %s until %s by %s", kept.id, name, until, author)
-        return _back_to_day(name, day, f"silence #{kept.id} until {until}")
+        return _back_to_day(name, back_to.isoformat(), f"silence #{kept.id} until {until}")
+
+    @app.post("/monitors/{name}/days/{day}/silence")
+    async def day_silence(request: Request, name: str, day: str):
+        return await keep_silence(request, name, day)
+
+    @app.post("/monitors/{name}/silence")
+    async def series_silence(request: Request, name: str):
+        """A silence from a series page (the form's ``day`` is the page to go back to)."""
+        return await keep_silence(request, name, None)
 
     @app.get("/metrics")
     def prometheus_metrics():

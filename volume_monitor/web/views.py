@@ -93,6 +93,11 @@ class SeriesView:
     def found(self) -> bool:
         return bool(self.dates)
 
+    @property
+    def flagged_days(self) -> list[str]:
+        """The days it was flagged, the latest first (at most ten)."""
+        return [d for d, a in zip(self.dates, self.anomalous, strict=True) if a][::-1][:10]
+
 
 def day_state(record: DayRecord | None) -> str:
     if record is None:
