@@ -37,6 +37,7 @@ from conftest import (
 from volume_monitor import state
 
 TOKEN = "web-test-token"
+DIMENSIONS = ["channelid", "actioncode", "os_family"]
 HOSTILE = "<img src=x onerror=alert(1)>"
 START_TIMEOUT = 60.0
 DAY = str(LAST_DAY)
@@ -259,6 +260,13 @@ def test_without_a_token_configured_the_service_is_read_only(install):
             Authorization=f"Bearer {TOKEN}",
         )  # fmt: skip
         assert status == 403 and "read-only" in body
+    missing = install / "elsewhere" / "state.db"
+    port = str(free_port())
+    done = run("volume_monitor/cli.py", "serve", "--port", port, cwd=install,
+               VM_STATE_URL=f"sqlite:///{missing}")  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "cannot use the state store" in done.stderr.splitlines()[-1]
+    assert not missing.parent.exists(), "a read-only service creates nothing"
 
 
 # --- in the browser ---------------------------------------------------------------------------
@@ -395,3 +403,42 @@ def test_a_false_alarm_from_a_series_page_and_its_hostile_label_as_text(site, pa
     page.goto(f"{site.url}/monitors/default/series?{urllib.parse.urlencode(hostile)}")
     assert HOSTILE in page.inner_text("h1")
     assert page.locator("img[src='x']").count() == 0 and page.dialogs == []
+
+
+def test_a_select_only_state_store_serves_pages_and_a_write_is_refused_in_one_line(install):
+    from sqlalchemy import create_engine, make_url, text
+
+    from conftest import SERVER_URLS, postgresql_schema
+
+    role = f"vm_reader_{os.getpid()}"
+    admin = create_engine(SERVER_URLS["postgresql"], isolation_level="AUTOCOMMIT")
+    with postgresql_schema("vm_web_ro") as url:
+        schema = make_url(url).query["options"].split("=", 1)[1]
+        with state.open_store(f"sqlite:///{install / 'state' / 'volume-monitor.db'}") as local:
+            day, record = (
+                local.history("default", LAST_DAY, LAST_DAY),
+                local.day("default", LAST_DAY),
+            )
+        with state.open_store(url) as shared:  # at head, as the nightly job leaves it
+            shared.write_counts("default", DIMENSIONS, day.drop(columns="source"), "scored")
+            shared.record_day(record)
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE ROLE {role} LOGIN"))
+            connection.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
+            connection.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}"))
+        reader = make_url(url).set(username=role).render_as_string(hide_password=False)
+        try:
+            for site in serve(install, VM_STATE_URL=reader, VM_WEB_TOKEN=TOKEN):
+                status, html = site.get("/")
+                assert status == 200 and f">{DAY}</a>" in html
+                status, body, _ = site.post(
+                    f"/monitors/default/days/{DAY}/feedback", {"verdict": "normal", "name": "Ana"},
+                    Authorization=f"Bearer {TOKEN}",
+                )  # fmt: skip
+                [message] = [line for line in body.splitlines() if 'id="message"' in line]
+                assert status == 503 and "cannot use the state store" in message
+                assert "permission denied" in message
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f"DROP OWNED BY {role}"))
+                connection.execute(text(f"DROP ROLE {role}"))

@@ -38,15 +38,20 @@ def failure(url: str, reason: str | BaseException) -> StateError:
     return StateError(f"cannot use the state store {redact_url(url)}: {text}")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, read_only: bool = False) -> Engine:
     """An engine for the store at ``url`` (the SQLite file's folder is created); connecting
-    happens on first use."""
+    happens on first use. ``read_only``: a SQLite file is opened read-only and its folder is
+    left alone."""
     try:
         backend = make_url(url).get_backend_name()
         if backend not in SUPPORTED:
             raise failure(url, f"the state store must be SQLite or PostgreSQL, not {backend}")
-        _make_folder(url)
-        engine = create_engine(url, pool_pre_ping=True, connect_args=_connect_args(url))
+        target = url
+        if read_only and sqlite_file(url) is not None:
+            target = f"sqlite:///file:{sqlite_file(url)}?mode=ro&uri=true"
+        else:
+            _make_folder(url)
+        engine = create_engine(target, pool_pre_ping=True, connect_args=_connect_args(url))
     except SQLAlchemyError as exc:
         raise failure(url, exc) from None
     except ImportError as exc:

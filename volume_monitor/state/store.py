@@ -53,9 +53,13 @@ log = logging.getLogger(__name__)
 DELIVERY_KEY = ("monitor", "date", "channel", "kind")
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, read_only: bool = False) -> Store:
     """The store at ``url`` (any SQLAlchemy URL of SQLite or PostgreSQL; a relative SQLite path
-    must already be made absolute), its schema upgraded to head on first use."""
+    must already be made absolute), its schema upgraded to head on first use. ``read_only``
+    (the web service without a token): nothing is created, locked or upgraded, a SQLite file
+    is opened read-only, and a store whose schema is not at head is refused."""
+    if read_only:
+        return _open_read_only(url)
     engine = make_engine(url)
     try:
         with first_use_lock(url):
@@ -66,6 +70,23 @@ def open_store(url: str) -> Store:
     except BaseException:
         engine.dispose()
         raise
+    return Store(engine, url)
+
+
+def _open_read_only(url: str) -> Store:
+    engine = make_engine(url, read_only=True)
+    try:
+        with engine.connect() as connection:
+            found = migrate.stored_revision(connection)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise failure(url, exc) from None
+    if found != migrate.HEAD:
+        engine.dispose()
+        at = f"at revision {found}" if found else "empty"
+        raise failure(
+            url, f"it is {at}, not {migrate.HEAD}: a nightly run or training brings it there"
+        )
     return Store(engine, url)
 
 

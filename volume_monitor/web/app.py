@@ -72,7 +72,7 @@ def create_app(settings: Settings, today: Callable[[], dt.date] | None = None) -
     """The app over ``settings``' state store and results; ``today`` gives the date pages
     count back from (default: today in ``VM_TIMEZONE``)."""
     today = today or (lambda: clock.today(settings))
-    store = state.open_store(settings.state_url)
+    store = state.open_store(settings.state_url, read_only=not settings.web_token)
     pages = templates()
     registry = metrics.registry_for(settings, lambda: store, today)
     app = FastAPI(title="volume-monitor", docs_url=None, redoc_url=None, openapi_url=None)
@@ -105,6 +105,11 @@ def create_app(settings: Settings, today: Callable[[], dt.date] | None = None) -
     @app.exception_handler(ConfigError)
     async def bad_request(request: Request, exc: ConfigError) -> HTMLResponse:
         return page(request, "error.html", 400, title="Not done", message=str(exc))
+
+    @app.exception_handler(VolumeMonitorError)
+    async def unavailable(request: Request, exc: VolumeMonitorError) -> HTMLResponse:
+        log.error("web: %s", exc)
+        return page(request, "error.html", 503, title="Not available", message=str(exc))
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request):
@@ -146,46 +151,32 @@ def create_app(settings: Settings, today: Callable[[], dt.date] | None = None) -
         view = views.series_view(spec, store, labels, today())
         return page(request, "series.html", view=view, status=200 if view.found else 404)
 
-    async def keep_feedback(request: Request, name: str, day: str | None) -> RedirectResponse:
+    async def write(request: Request, name: str, day: str | None):
+        """The monitor, form, day (from the path, else the form) and author of a write the
+        guard lets through."""
         spec, form = monitor_named(name), await _form(request)
         guard.check_write(settings.web_token, request.headers, form, _csrf(request))
-        date = _date(day or form.get("day", ""))
-        author = _author(form)
+        return spec, form, _date(day or form.get("day", "")), _author(form)
+
+    @app.post("/monitors/{name}/days/{day}/feedback")
+    @app.post("/monitors/{name}/feedback")  # a series page: the day is the form's field
+    async def keep_feedback(request: Request, name: str, day: str | None = None):
+        spec, form, date, author = await write(request, name, day)
         verdict, matchers, note = _verdict(form), _matchers(spec, form), form.get("note")
         kept = feedback.add(store, spec.name, date, verdict, matchers, note, today(), author)
         log.info("web: feedback #%s (%s) on %s %s by %s", kept.id, kept.verdict, name, date, author)
         return _back_to_day(name, date.isoformat(), f"feedback #{kept.id}: {kept.verdict}")
 
-    @app.post("/monitors/{name}/days/{day}/feedback")
-    async def day_feedback(request: Request, name: str, day: str):
-        return await keep_feedback(request, name, day)
-
-    @app.post("/monitors/{name}/feedback")
-    async def series_feedback(request: Request, name: str):
-        """A verdict from a series page: the day is the form's ``day`` field."""
-        return await keep_feedback(request, name, None)
-
-    async def keep_silence(request: Request, name: str, day: str | None) -> RedirectResponse:
-        spec, form = monitor_named(name), await _form(request)
-        guard.check_write(settings.web_token, request.headers, form, _csrf(request))
-        back_to = _date(day or form.get("day", ""))
-        days = _days(form.get("days", ""))
-        until = today() + dt.timedelta(days=days - 1)
-        author = _author(form)
+    @app.post("/monitors/{name}/days/{day}/silence")
+    @app.post("/monitors/{name}/silence")  # a series page: the form's day is where to go back
+    async def keep_silence(request: Request, name: str, day: str | None = None):
+        spec, form, back_to, author = await write(request, name, day)
+        until = today() + dt.timedelta(days=_days(form.get("days", "")) - 1)
         kept = silences.add(
             store, spec, _matchers(spec, form), until, form.get("reason", ""), today(), author
         )
         log.info("web: silence #%s of %s until %s by %s", kept.id, name, until, author)
         return _back_to_day(name, back_to.isoformat(), f"silence #{kept.id} until {until}")
-
-    @app.post("/monitors/{name}/days/{day}/silence")
-    async def day_silence(request: Request, name: str, day: str):
-        return await keep_silence(request, name, day)
-
-    @app.post("/monitors/{name}/silence")
-    async def series_silence(request: Request, name: str):
-        """A silence from a series page (the form's ``day`` is the page to go back to)."""
-        return await keep_silence(request, name, None)
 
     @app.get("/metrics")
     def prometheus_metrics():
