@@ -311,6 +311,22 @@ def test_the_overview_lists_the_monitors(site, page, screenshots):
     page.screenshot(path=screenshots / "monitor.png", full_page=True)
 
 
+def test_the_overview_lists_the_demo_monitors(install, page, screenshots):
+    demo = install / "demo-install"
+    demo.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "monitors.demo.yml", demo / "monitors.yml")
+    shutil.copytree(ROOT / "sql", demo / "sql", dirs_exist_ok=True)
+    shutil.copytree(install / "state", demo / "state", dirs_exist_ok=True)
+    for site in serve(demo, VM_MONITORS="monitors.yml"):
+        page.goto(site.url + "/")
+        rows = [r.split("\t")[:4] for r in page.locator("#monitors tbody tr").all_inner_texts()]
+        assert rows == [
+            ["activity", "web platform team", "—", "never scored"],
+            ["orders", "payments team", "—", "never scored"],
+        ]
+        page.screenshot(path=screenshots / "overview-demo.png", full_page=True)
+
+
 def test_the_day_page_shows_the_flagged_series_and_a_hostile_label_as_text(
     site, page, scores, screenshots
 ):
