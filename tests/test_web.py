@@ -173,6 +173,9 @@ def test_the_model_page_shows_what_training_saw(site, page, screenshots):
         assert status == 200 and png.startswith(b"\x89PNG"), plot
     assert site.get("/monitors/default/model/plots/describe.csv")[0] == 404
     page.goto(site.url + "/monitors/default/model")
+    day_boundary = page.locator("#day-boundary")
+    assert day_boundary.get_attribute("src") == f"/monitors/default/days/{DAY}/plots/boundary.png"
+    assert day_boundary.evaluate("image => image.naturalWidth") > 400, "the image loaded"
     rows = [r.split("\t") for r in page.locator("#describe tbody tr").all_inner_texts()]
     header = page.locator("#describe thead th").all_inner_texts()
     everything = dict(zip(header, rows[0], strict=True))

@@ -260,6 +260,7 @@ class ModelView:
     columns: list[str]
     summary: list[dict[str, object]]
     plots: list[str]
+    last_day: dt.date | None = None  # whose folder holds the boundary with the day's rows
 
 
 def model_view(settings: Settings, monitor: MonitorSpec, store: Store, today: dt.date) -> ModelView:
@@ -268,12 +269,17 @@ def model_view(settings: Settings, monitor: MonitorSpec, store: Store, today: dt
         return ModelView(monitor.name, None, [], [], [])
     described = folder / results.DESCRIBE_FILE
     table = pd.read_csv(described, keep_default_na=False) if described.is_file() else None
+    last = last_record(store, monitor.name, today)
+    with_day = last is not None and results.BOUNDARY_FILE in day_plots(
+        settings, monitor.name, last.date
+    )
     return ModelView(
         monitor=monitor.name,
         version=folder.name.removeprefix("v"),
         columns=[] if table is None else list(table.columns),
         summary=[] if table is None else table.round(2).to_dict("records"),
         plots=sorted(p.name for p in folder.iterdir() if p.suffix == PLOT_SUFFIX),
+        last_day=last.date if with_day else None,
     )
 
 
