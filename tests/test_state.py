@@ -503,6 +503,9 @@ def test_scored_days_round_trip_and_a_rescore_replaces_the_record(store):
     assert store.days("m", D1, D3) == [store.day("m", D1), day_record(D2)]
     assert store.days("m", D2, D2) == [day_record(D2)]
     assert store.day("other", D1).missing_day is True
+    assert store.last_day("m", D3) == day_record(D2) and store.last_day("m", D1).date == D1
+    assert store.last_day("m", D1 - dt.timedelta(days=1)) is None
+    assert store.last_day("third", D3) is None
     store.write_counts("third", DIMS, counts_frame([(D1, "web", "view", "Windows", 1)]), "train")
     assert store.monitors() == ["m", "other", "third"]
 

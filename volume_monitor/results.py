@@ -95,10 +95,14 @@ def day_dir(results_dir: Path, day: dt.date, monitor: str = DEFAULT_MONITOR) -> 
     return monitor_dir(results_dir, monitor) / day.isoformat()
 
 
+def models_dir(results_dir: Path, monitor: str) -> Path:
+    return monitor_dir(results_dir, monitor) / "models"
+
+
 def model_dir(results_dir: Path, monitor: str, version: str) -> Path:
     """``results/<monitor>/models/v<version>/``: what training found in its data (the
     summary per dimension, the deviations, the decision boundary)."""
-    return monitor_dir(results_dir, monitor) / "models" / f"v{version}"
+    return models_dir(results_dir, monitor) / f"v{version}"
 
 
 def describe(frame: pd.DataFrame, dimensions: Sequence[str]) -> pd.DataFrame:

@@ -253,9 +253,9 @@ class VolumeDetector(BaseEstimator):
             if bounds
             else np.zeros(len(frame), dtype=bool)
         )
-        moved_from_own = explain.deviation(
-            counts, own_level, spread
-        )  # the way it moved with its group
+        # A row named for its group goes the way it moved from its own baseline, not from an
+        # expected that already holds its channel's usual share of the move.
+        moved_from_own = explain.deviation(counts, own_level, spread)
         direction = np.where(
             with_group & ~outside, explain.sign_direction(counts, moved_from_own), direction
         )

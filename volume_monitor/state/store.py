@@ -226,12 +226,26 @@ class Store:
         """The records of ``monitor`` from ``start`` to ``end`` (both included), by date."""
         return self._days(monitor, start, end)
 
+    def last_day(self, monitor: str, until: dt.date) -> DayRecord | None:
+        """The latest record of ``monitor`` on or before ``until``; None if there is none."""
+        query = (
+            select(scored_days)
+            .where(scored_days.c.monitor == monitor, scored_days.c.date <= until)
+            .order_by(scored_days.c.date.desc())
+            .limit(1)
+        )
+        found = self._records(query)
+        return found[0] if found else None
+
     def _days(self, monitor: str, start: dt.date, end: dt.date) -> list[DayRecord]:
         query = (
             select(scored_days)
             .where(scored_days.c.monitor == monitor, scored_days.c.date.between(start, end))
             .order_by(scored_days.c.date)
         )
+        return self._records(query)
+
+    def _records(self, query) -> list[DayRecord]:
         with self._reading() as connection:
             rows = connection.execute(query).mappings().all()
         return [DayRecord(**{**row, "summary": json.loads(row["summary"])}) for row in rows]

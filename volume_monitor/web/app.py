@@ -74,9 +74,8 @@ def create_app(settings: Settings, today: Callable[[], dt.date] | None = None) -
     today = today or (lambda: clock.today(settings))
     store = state.open_store(settings.state_url, read_only=not settings.web_token)
     pages = templates()
-    registry = metrics.registry_for(settings, lambda: store, today)
+    registry = metrics.registry_for(settings, store, today)
     app = FastAPI(title="volume-monitor", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.store = store
 
     def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
         csrf = request.cookies.get(guard.CSRF_COOKIE) or guard.new_csrf()

@@ -16,17 +16,14 @@ from prometheus_client.registry import Collector
 
 from volume_monitor.config import Settings
 from volume_monitor.state import UNDELIVERED, Store
-from volume_monitor.web.views import last_record
 
 PREFIX = "volume_monitor_"
 
 
 class StoreCollector(Collector):
-    """The monitors' last runs and outboxes, as gauges, from the store ``open_store`` gives."""
+    """The monitors' last runs and outboxes, as gauges, from ``store``."""
 
-    def __init__(
-        self, settings: Settings, store: Callable[[], Store], today: Callable[[], dt.date]
-    ):
+    def __init__(self, settings: Settings, store: Store, today: Callable[[], dt.date]):
         self._settings = settings
         self._store = store
         self._today = today
@@ -47,10 +44,10 @@ class StoreCollector(Collector):
         deliveries = GaugeMetricFamily(
             PREFIX + "deliveries", "Deliveries per status.", labels=["monitor", "status"]
         )
-        store, today = self._store(), self._today()
+        store, today = self._store, self._today()
         for monitor in self._settings.monitors:
             name = monitor.name
-            last = last_record(store, name, today)
+            last = store.last_day(name, today)
             if last is not None:
                 for key, value in _last_run(last).items():
                     if value is not None:
@@ -77,7 +74,7 @@ def _last_run(record) -> dict[str, float | None]:
 
 
 def registry_for(
-    settings: Settings, store: Callable[[], Store], today: Callable[[], dt.date]
+    settings: Settings, store: Store, today: Callable[[], dt.date]
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(settings, store, today))

@@ -117,7 +117,7 @@ def overview(settings: Settings, store: Store, today: dt.date) -> list[MonitorSt
 def status_of(monitor: MonitorSpec, store: Store, today: dt.date) -> MonitorStatus:
     start = today - dt.timedelta(days=ALERT_WINDOW_DAYS)
     recent = store.days(monitor.name, start, today)
-    last = recent[-1] if recent else last_record(store, monitor.name, today)
+    last = recent[-1] if recent else store.last_day(monitor.name, today)
     return MonitorStatus(
         name=monitor.name,
         owner=monitor.owner,
@@ -127,12 +127,6 @@ def status_of(monitor: MonitorSpec, store: Store, today: dt.date) -> MonitorStat
         severity=last.summary.get("severity") if last and last.alert else None,
         alerts_in_window=sum(record.alert for record in recent),
     )
-
-
-def last_record(store: Store, monitor: str, today: dt.date) -> DayRecord | None:
-    """The latest record of ``monitor`` in the year before today, for a monitor quiet lately."""
-    older = store.days(monitor, today - dt.timedelta(days=365), today)
-    return older[-1] if older else None
 
 
 def monitor_view(monitor: MonitorSpec, store: Store, today: dt.date) -> MonitorView:
@@ -264,12 +258,12 @@ class ModelView:
 
 
 def model_view(settings: Settings, monitor: MonitorSpec, store: Store, today: dt.date) -> ModelView:
-    folder = model_folder(settings, monitor.name, store, today)
+    last = store.last_day(monitor.name, today)
+    folder = model_folder(settings, monitor.name, last)
     if folder is None:
         return ModelView(monitor.name, None, [], [], [])
     described = folder / results.DESCRIBE_FILE
     table = pd.read_csv(described, keep_default_na=False) if described.is_file() else None
-    last = last_record(store, monitor.name, today)
     with_day = last is not None and results.BOUNDARY_FILE in day_plots(
         settings, monitor.name, last.date
     )
@@ -278,27 +272,30 @@ def model_view(settings: Settings, monitor: MonitorSpec, store: Store, today: dt
         version=folder.name.removeprefix("v"),
         columns=[] if table is None else list(table.columns),
         summary=[] if table is None else table.round(2).to_dict("records"),
-        plots=sorted(p.name for p in folder.iterdir() if p.suffix == PLOT_SUFFIX),
+        plots=model_plots(folder),
         last_day=last.date if with_day else None,
     )
 
 
-def model_folder(settings: Settings, monitor: str, store: Store, today: dt.date) -> Path | None:
-    """The model files' folder of the version that scored ``monitor``'s last day, or of the
-    latest version trained; None before any training wrote one."""
-    last = last_record(store, monitor, today)
+def model_folder(settings: Settings, monitor: str, last: DayRecord | None) -> Path | None:
+    """The model files' folder of the version that scored ``last`` (the monitor's last scored
+    day), or of the latest version trained; None before any training wrote one."""
     if last is not None and last.model_version:
         folder = results.model_dir(settings.results_dir, monitor, last.model_version)
         if folder.is_dir():
             return folder
-    parent = results.model_dir(settings.results_dir, monitor, "0").parent
+    parent = results.models_dir(settings.results_dir, monitor)
     versions = [p for p in parent.glob("v*") if p.is_dir() and p.name[1:].isdigit()]
     return max(versions, key=lambda p: int(p.name[1:])) if versions else None
 
 
+def model_plots(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix == PLOT_SUFFIX)
+
+
 def model_plot(settings: Settings, monitor: str, store: Store, today: dt.date, name: str):
     """The plot ``name`` of the model page; None unless it is one of its plots."""
-    view = model_view(settings, settings.monitor(monitor), store, today)
-    if view.version is None or name not in view.plots:
+    folder = model_folder(settings, monitor, store.last_day(monitor, today))
+    if folder is None or name not in model_plots(folder):
         return None
-    return results.model_dir(settings.results_dir, monitor, view.version) / name
+    return folder / name
