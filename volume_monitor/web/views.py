@@ -143,13 +143,20 @@ def monitor_view(monitor: MonitorSpec, store: Store, today: dt.date) -> MonitorV
         CalendarDay(day, day_state(records.get(day)), tuple(verdicts.get(day, ())))
         for day in (start + dt.timedelta(days=n) for n in range(CALENDAR_DAYS))
     ]
-    dimensions = store.dimensions(monitor.name) or list(monitor.dimensions)
-    return MonitorView(status, dimensions, calendar, _worst(store, monitor.name, start, end))
+    dimensions = dimensions_of(monitor, store)
+    worst = _worst(store, monitor.name, dimensions, start, end)
+    return MonitorView(status, dimensions, calendar, worst)
 
 
-def _worst(store: Store, monitor: str, start: dt.date, end: dt.date) -> list[SeriesAlerts]:
+def dimensions_of(monitor: MonitorSpec, store: Store) -> list[str]:
+    """The monitor's dimensions as its stored series have them (before any: as configured)."""
+    return store.dimensions(monitor.name) or list(monitor.dimensions)
+
+
+def _worst(
+    store: Store, monitor: str, keys: list[str], start: dt.date, end: dt.date
+) -> list[SeriesAlerts]:
     alerted = store.anomalies(monitor, start, end)
-    keys = [c for c in alerted.columns if c not in _VALUE_COLUMNS]
     if alerted.empty or not keys:
         return []
     days = alerted.groupby(keys, dropna=False)["date"].nunique().sort_values(ascending=False)
@@ -161,22 +168,15 @@ def _worst(store: Store, monitor: str, start: dt.date, end: dt.date) -> list[Ser
     ]
 
 
-_VALUE_COLUMNS = (
-    "date", "count", "expected_low", "expected_high", "score", "is_anomaly", "direction",
-    "cause", "source",
-)  # fmt: skip
-
-
 def day_view(settings: Settings, monitor: MonitorSpec, store: Store, day: dt.date) -> DayView:
     """A day's page: its record, its scored series (anomalies first, the furthest out
     leading), plots, deliveries and feedback."""
     record = store.day(monitor.name, day)
     scored = store.history(monitor.name, day, day)
-    dimensions = [c for c in scored.columns if c not in _VALUE_COLUMNS]
     return DayView(
         monitor=monitor.name,
         date=day,
-        dimensions=dimensions,
+        dimensions=dimensions_of(monitor, store),
         record=record,
         state=day_state(record),
         rows=_rows_worst_first(scored),
@@ -221,7 +221,7 @@ def series_view(
     monitor: MonitorSpec, store: Store, labels: Mapping[str, str], today: dt.date
 ) -> SeriesView:
     """The history of the series whose labels are ``labels`` (every dimension named)."""
-    dimensions = store.dimensions(monitor.name) or list(monitor.dimensions)
+    dimensions = dimensions_of(monitor, store)
     start = today - dt.timedelta(days=SERIES_HISTORY_DAYS)
     named = bool(dimensions) and set(labels) == set(dimensions)
     rows = store.history(monitor.name, start, today, labels) if named else None
