@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler=_doctor)
 
     evaluate = commands.add_parser(
-        "evaluate", help="score detectors on demo histories with injected faults"
+        "evaluate", help="score detectors on histories with injected faults (generated or real)"
     )
     evaluate.add_argument(
         "--seeds",
@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=[1, 2, 3],
         help="one scenario per seed (default: 1 2 3)",
     )
+    evaluate.add_argument(
+        "--real", nargs="?", const="bench/data", metavar="DIR",
+        help="score the real development set in DIR (default: bench/data) instead",
+    )  # fmt: skip
     evaluate.add_argument("--no-log", action="store_true", help="do not log runs to MLflow")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -507,6 +511,8 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> int:
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from volume_monitor import evaluate, tracking
 
+    if args.real:
+        return _evaluate_real(settings, Path(args.real), args.no_log)
     seeds = tuple(args.seeds)
     table, scored = evaluate.run_benchmark(seeds)
     print(table.T.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -519,6 +525,21 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         }
         runs = tracking.log_evaluation(settings, table, evaluate.DETECTORS, seeds, plots)
     print(f"logged {len(runs)} runs with plots to experiment {tracking.EVALUATE_EXPERIMENT}")
+    return 0
+
+
+def _evaluate_real(settings: Settings, folder: Path, no_log: bool) -> int:
+    from volume_monitor import tracking
+    from volume_monitor.evaluate import real
+
+    found = real.run_real(folder)
+    print(found.T.to_string(float_format=lambda v: f"{v:.3f}"))
+    if no_log:
+        return 0
+    wide = real.flattened(found)
+    params = {name: {"data": str(folder)} for name in wide.index}
+    runs = tracking.log_evaluation(settings, wide, params, "real")
+    print(f"logged {len(runs)} runs to experiment {tracking.EVALUATE_EXPERIMENT}")
     return 0
 
 
