@@ -214,6 +214,6 @@ def test_training_and_loading_leave_the_process_environment_and_folder_alone(
     # ... and what training found in its data, beside the results.
     model_files = tmp_path / "results" / "default" / "models" / f"v{trained.version}"
     assert sorted(p.name for p in model_files.iterdir()) == [
-        "boundary.png", "describe.csv", "deviations.png", "histogram.png"
+        "alert_levels.json", "boundary.png", "describe.csv", "deviations.png", "histogram.png"
     ]  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "mlruns").iterdir()) == ["artifacts", "mlflow.db"]

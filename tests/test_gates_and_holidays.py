@@ -32,12 +32,14 @@ def test_gates_hold_back_what_the_monitor_does_not_page_for(trained_workdir):
     assert (held["direction"] == "high").all() and (held["cause"].isna()).all()
     _, scores = deploy_with(trained_workdir, VM_ALERT_MIN_CHANGE_PCT="150")
     kept = scores[scores["is_anomaly"]]
-    assert 0 < len(kept) < len(doubled) / 4, "a doubled load is +100%: only tiny series pass"
-    assert (kept["count"] < 30).all()
+    assert 0 < len(kept) < len(doubled) / 3, "a doubled load is +100%: few pass +150%"
+    assert (kept["direction"] == "high").all()
+    # Each kept series rose by less than its count: a gate of more events holds them all back.
+    most = int(kept["count"].max())
     summary, _ = deploy_with(
-        trained_workdir, VM_ALERT_MIN_CHANGE_PCT="150", VM_ALERT_MIN_CHANGE="20"
+        trained_workdir, VM_ALERT_MIN_CHANGE_PCT="150", VM_ALERT_MIN_CHANGE=str(most)
     )
-    assert not summary["alert"], "and none of those moved 20 events"
+    assert not summary["alert"], f"and none of those rose by {most} events"
     summary, scores = deploy_with(trained_workdir, VM_ALERT_MIN_CHANGE_PCT="60")
     assert summary["alert"] and set(scores.loc[scores["is_anomaly"], "channelid"]) == {"web"}
 

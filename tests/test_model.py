@@ -57,7 +57,7 @@ def test_normal_day_is_within_range_and_not_anomalous(detector):
     assert (scored["direction"] == "").all()
     windows = scored.loc[("web", "view", "Windows")]
     assert windows["expected_low"] < 1000 < windows["expected_high"]
-    assert windows["expected_low"] > 750 and windows["expected_high"] < 1350  # about ±5 spreads
+    assert windows["expected_low"] > 750 and windows["expected_high"] < 1350  # about ±4 spreads
 
 
 def test_doubling_is_high_duplicate_and_stop_is_missing(detector):
@@ -147,14 +147,16 @@ def test_a_modest_shift_of_a_whole_channel_is_caught_through_the_group():
         return lambda _: {s[:3]: int(rng.poisson(s[3] * factor)) for s in channel}
 
     detector = VolumeDetector().fit(frame(TRAIN_DAYS, counts(1.0)))
-    shifted = detector.score(frame([SCORE_DAY], counts(1.3)))
-    assert shifted["is_anomaly"].all(), "every series of the channel moved +30%"
+    shifted = detector.score(frame([SCORE_DAY], counts(1.2)))
+    assert shifted["is_anomaly"].all(), "every series of the channel moved +20%"
     assert (shifted["direction"] == "high").all()
     assert (shifted["count"] <= shifted["expected_high"]).any(), "some only as a group"
     alone = VolumeDetector(group_threshold=0).fit(frame(TRAIN_DAYS, counts(1.0)))
-    assert not alone.score(frame([SCORE_DAY], counts(1.3)))["is_anomaly"].all()
-    normal = detector.score(frame([SCORE_DAY], counts(1.0)))
-    assert not normal["is_anomaly"].any()
+    assert not alone.score(frame([SCORE_DAY], counts(1.2)))["is_anomaly"].all()
+    normal_days = pd.date_range(SCORE_DAY, periods=600)
+    paged = detector.score(frame(normal_days, counts(1.0))).groupby("date")["is_anomaly"].any()
+    budget = detector.alert_budget / 30  # false alert days per normal day
+    assert paged.mean() <= budget, f"{paged.sum()} of {len(paged)} normal days paged"
 
 
 @pytest.mark.parametrize("method", ["iforest", "ocsvm", "lof", "zscore"])

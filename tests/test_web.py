@@ -187,6 +187,28 @@ def test_the_model_page_shows_what_training_saw(site, page, screenshots):
     assert float(everything["mean"]) == pytest.approx(trained["count"].mean(), abs=0.01)
     channels = {r[1] for r in rows if r[0] == "channelid"}
     assert channels == set(trained["channelid"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{site.folder}/mlruns/mlflow.db")
+    training = client.get_run(client.get_model_version("volume-monitor", "1").run_id)
+    shown = dict(r.split("\t") for r in page.locator("#alert-levels tbody tr").all_inner_texts())
+    logged = {
+        k.removeprefix("alert_level_").replace("_x_", " × "): f"{v:.2f}"
+        for k, v in training.data.metrics.items()
+        if k.startswith("alert_level_")
+    }
+    assert shown == logged and set(shown) >= {"series", "day", "channelid"}
+    days, over = (
+        int(training.data.metrics[k]) for k in ("calibration_days", "calibration_false_days")
+    )
+    assert (
+        page.locator("#notes")
+        .inner_text()
+        .startswith(
+            f"Model: alert levels set for about one false alert in 60 normal days; {over} in "
+            f"{days} days seen held back in training."
+        )
+    )
     page.screenshot(path=screenshots / "model.png", full_page=True)
 
 

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, str] = {
     "VM_ALERT_MIN_CHANGE": "0",
     "VM_ALERT_MIN_CHANGE_PCT": "0",
     "VM_ALERT_DIRECTION": "both",
+    "VM_ALERT_BUDGET": "0.5",
     "VM_HOLIDAYS": "",
     "VM_FRESHNESS_QUERY": "",
     "VM_FRESHNESS_COLUMN": "",
@@ -156,6 +157,7 @@ class MonitorSpec:
     alert_min_change: float = 0.0  # events between a count and its expected count
     alert_min_change_pct: float = 0.0  # per cent of the expected count
     alert_direction: str = "both"  # or "low" (drops, stalls, missing series) or "high"
+    alert_budget: float = 0.5  # false alert days per 30 normal days training calibrates to
     holidays: str = ""  # a country and subdivision of the holidays package: US, AU-VIC
     freshness_path: Path | None = None  # the query giving the day's latest event time
     freshness_column: str = ""  # or the counts query's column of each row's latest event
@@ -444,6 +446,7 @@ def _default_monitor(v: Mapping[str, str], smtp: SmtpSettings) -> MonitorSpec:
         alert_min_change=_non_negative(v, "VM_ALERT_MIN_CHANGE", "events"),
         alert_min_change_pct=_non_negative(v, "VM_ALERT_MIN_CHANGE_PCT", "per cent"),
         alert_direction=alert_direction(v["VM_ALERT_DIRECTION"], "VM_ALERT_DIRECTION"),
+        alert_budget=_number(v, "VM_ALERT_BUDGET"),
         holidays=holiday_country(v["VM_HOLIDAYS"], "VM_HOLIDAYS"),
         freshness_path=_path(v["VM_FRESHNESS_QUERY"]) if v["VM_FRESHNESS_QUERY"].strip() else None,
         freshness_column=one_freshness(

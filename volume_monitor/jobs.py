@@ -50,6 +50,7 @@ from volume_monitor.config import (
     Settings,
     holiday_country,
 )
+from volume_monitor.detect.explain import usual_rows
 from volume_monitor.errors import (
     AlertDeliveryError,
     ConfigError,
@@ -69,6 +70,7 @@ STREAK_DAYS = 30  # how far back an alert counts the days in a row a series has 
 # A backfill collects its cyclic garbage every so many days: the nightly job's collector runs
 # rarely (see cli.GC_THRESHOLDS), and over hundreds of days figures and frames in cycles pile up.
 COLLECT_EVERY = 30
+RECENT_SPARE_WEEKS = 4  # weeks read back beyond a baseline's, for the days that alerted
 ONE_DAY = dt.timedelta(days=1)
 FEEDBACK_FILE = "feedback.json"  # the verdicts a training run used, among its artifacts
 
@@ -319,7 +321,8 @@ def score_monitor(
     _warn_if_before_training(model, day)
     detector = model.detector
     frame = etl.prepare(raw, detector.series_frame, [pd.Timestamp(day)], dimensions)
-    scored = policy.gated(detector.score(frame), monitor)
+    recent = _recent_counts(store, monitor.name, day, detector, dimensions)
+    scored = policy.gated(detector.score(frame, recent=recent), monitor)
     if late:
         scored = policy.as_late(scored)
     verdicts = store.feedback(monitor.name, day, day)
@@ -340,8 +343,9 @@ def score_monitor(
     store.write_counts(monitor.name, dimensions, scored, "scored")
     folder = results.day_dir(settings.results_dir, day, monitor.name)
     case = content.Scored(
-        monitor, day, scored, dimensions, decision, model.label, folder, model.version
-    )
+        monitor, day, scored, dimensions, decision, model.label, folder, model.version,
+        notes=tuple(detector.notes()),
+    )  # fmt: skip
     notice = _notice(settings, store, case, summary, dry_run)
     kind = kind or ("dry run" if dry_run else "nightly")
     store.record_day(_day_record(summary, kind))
@@ -394,7 +398,8 @@ def train(
     began = time.perf_counter()
     monitor = monitor or settings.monitor()
     start, end = training_window(settings, start, end)
-    params = detector_params({"holidays": monitor.holidays, **(overrides or {})})
+    monitor_params = {"holidays": monitor.holidays, "alert_budget": str(monitor.alert_budget)}
+    params = detector_params({**monitor_params, **(overrides or {})})
     raw = _without_excluded_days(_fetch(settings, monitor, start, end), monitor)
     if raw.empty:
         raise NoDataError(f"the query returned no rows for the training window {start}..{end}")
@@ -415,6 +420,7 @@ def train(
     memory.give_back()
     scored = detector.score(frame)
     metrics = {**_training_metrics(frame, scored, dimensions), **judged_metrics}
+    metrics.update(_calibration_metrics(detector))
     if dimensions == list(DEFAULT_DIMENSIONS):  # its faults are injected into these segments
         history = frame.reset_index()[["date", *dimensions, "count"]]
         benchmark = evaluate.self_benchmark(history, params)
@@ -650,6 +656,23 @@ def _model_and_counts(
     return loading.result(), raw
 
 
+def _recent_counts(
+    store: state.Store, monitor: str, day: dt.date, detector, dimensions: list[str]
+) -> pd.DataFrame:
+    """The stored counts of ``day``'s weekday in the weeks before it (training's and those
+    scored since), ``kept`` where a baseline may be taken from them (inside their range or
+    called normal, and not left out by a verdict: before a new level, an incident): each
+    weekday level follows the season between two trainings (see ``VolumeDetector.score``)."""
+    weeks = detector.recent_weeks + RECENT_SPARE_WEEKS
+    stored = store.on_days(monitor, [day - dt.timedelta(weeks=k) for k in range(1, weeks + 1)])
+    if stored.empty:
+        return stored[["date", *dimensions, "count"]].assign(kept=np.zeros(0, dtype=bool))
+    verdicts = store.all_feedback(monitor)
+    judged = feedback.for_training(stored.set_index("date"), dimensions, verdicts, stored[:0])
+    kept = (usual_rows(stored) | judged.normal) & judged.keep
+    return stored[["date", *dimensions, "count"]].assign(kept=kept)
+
+
 def _expected_day(verdicts: Sequence[state.Feedback], day: dt.date) -> known_days.KnownDay | None:
     """A whole day someone called ``expected``, as a known day whose alert is suppressed."""
     item = feedback.whole_day_expected(verdicts, day)
@@ -804,6 +827,8 @@ def _log_run(
         drawn = [histogram, *_explored(detector, scored, Path(scratch), monitor.name, start, end)]
         described = Path(scratch) / results.DESCRIBE_FILE
         results.describe(frame, detector.dimensions).to_csv(described, index=False)
+        levels = Path(scratch) / results.ALERT_LEVELS_FILE
+        results.write_alert_levels(levels, detector)
         run_params = {
             **params, "window_start": start, "window_end": end,
             "monitor": monitor.name, "dimensions": ",".join(detector.dimensions),
@@ -811,9 +836,10 @@ def _log_run(
             "database": make_url(monitor.database_url).get_backend_name(),
         }  # fmt: skip
         run_id, version = tracking.log_training(
-            settings, monitor, detector, frame, run_params, metrics, drawn, used, described
-        )
-        _keep_model_files(settings, monitor.name, version, [*drawn, described])
+            settings, monitor, detector, frame, run_params, metrics, drawn,
+            [used, described, levels],
+        )  # fmt: skip
+        _keep_model_files(settings, monitor.name, version, [*drawn, described, levels])
         return run_id, version
 
 
@@ -920,6 +946,26 @@ def _training_metrics(frame, scored, dimensions) -> dict[str, float]:
         "score_p50": float(quantiles[2]),
         "score_p95": float(quantiles[3]),
     }
+
+
+def _calibration_metrics(detector) -> dict[str, float]:
+    """The alert levels training set (``alert_level_series``, ``alert_level_day``,
+    ``alert_level_channelid``, …) and what they did on the days held back."""
+    calibration = detector.calibration
+    if calibration is None:
+        return {}
+    names = [name.replace(" × ", "_x_") for name in detector.level_names]
+    metrics = {
+        f"alert_level_{name}": level
+        for name, level in zip(names, calibration.alert_levels, strict=True)
+    }
+    metrics.update(
+        calibration_days=float(calibration.days),
+        calibration_false_days=float(calibration.days_over),
+    )
+    if calibration.days:
+        metrics["calibration_false_per_30_days"] = calibration.realised
+    return metrics
 
 
 def _typed(key: str, text: str, default: Any) -> Any:

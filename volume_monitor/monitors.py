@@ -122,6 +122,7 @@ class MonitorFields(BaseModel):
     alert_min_change: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     alert_min_change_pct: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     alert_direction: Literal["both", "low", "high"] | None = None
+    alert_budget: Annotated[float, Field(gt=0, le=30, allow_inf_nan=False)] | None = None
     holidays: str | None = None
     freshness: str | None = None
     freshness_column: str | None = None
@@ -232,6 +233,7 @@ def _spec(
         alert_min_change=values.get("alert_min_change", 0.0),
         alert_min_change_pct=values.get("alert_min_change_pct", 0.0),
         alert_direction=values.get("alert_direction", "both"),
+        alert_budget=values.get("alert_budget", 0.5),
         holidays=holiday_country(values.get("holidays", ""), f"{where}: holidays"),
         freshness_path=_resolved(values["freshness"], base) if values.get("freshness") else None,
         freshness_column=_one_freshness(values, where),

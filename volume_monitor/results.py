@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 SCORES_FILE, SUMMARY_FILE, HISTOGRAM_FILE = "scores.csv", "summary.json", "histogram.png"
 VOLUME_FILE, BOUNDARY_FILE = "volume.png", "boundary.png"
 DESCRIBE_FILE, DEVIATIONS_FILE = "describe.csv", "deviations.png"  # a model's training data
+ALERT_LEVELS_FILE = "alert_levels.json"  # how far from normal pages, as training set it
 EMAIL_FILE, EMAIL_HTML_FILE = "email.txt", "email.html"
 VERDICT_COLUMNS = ["expected_low", "expected_high", "score", "is_anomaly", "direction", "cause"]
 
@@ -174,3 +175,39 @@ def read_run_summary(folder: Path) -> RunSummary | None:
     """:func:`read_summary` as a :class:`RunSummary`."""
     data = read_summary(folder)
     return RunSummary.from_dict(data) if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class AlertLevels:
+    """What training set a model's alert levels to, as its page shows them: the budget, each
+    level's name and alert level in spreads, what they did on the days held back, and what
+    the model says of itself in words."""
+
+    budget: float
+    levels: dict[str, float]
+    days: int
+    days_over: int
+    notes: list[str]
+
+
+def write_alert_levels(path: Path, detector) -> None:
+    """``detector``'s alert levels as :class:`AlertLevels` JSON at ``path``."""
+    calibration = detector.calibration
+    levels = AlertLevels(
+        budget=float(detector.alert_budget),
+        levels=dict(zip(detector.level_names, calibration.alert_levels, strict=True)),
+        days=calibration.days,
+        days_over=calibration.days_over,
+        notes=detector.notes(),
+    )
+    text = json.dumps(dataclasses.asdict(levels), indent=2, ensure_ascii=False)
+    path.write_text(text, encoding="utf-8")
+
+
+def read_alert_levels(path: Path) -> AlertLevels | None:
+    """The :class:`AlertLevels` kept at ``path``; None when there are none (a model trained
+    before alert levels were calibrated) or the file is not one."""
+    try:
+        return AlertLevels(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None

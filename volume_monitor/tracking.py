@@ -18,7 +18,7 @@ import re
 import socket
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,12 +105,11 @@ def log_training(
     params: dict[str, Any],
     metrics: dict[str, float],
     plots: list[Path],
-    feedback: Path | None = None,
-    described: Path | None = None,
+    files: Sequence[Path] = (),
 ) -> tuple[str, str]:
-    """Log one training run with its model (and the ``feedback`` file of the verdicts it
-    used, and the summary of its data, ``described``); register a new version of the
-    monitor's model. Returns (run id, version)."""
+    """Log one training run with its model and its ``files`` (the verdicts it used, the
+    summary of its data, its alert levels); register a new version of the monitor's model.
+    Returns (run id, version)."""
     mlflow_client = client(settings)
     experiment = experiment_id(settings, monitor.experiment)
     tags = {"monitor": monitor.name, "query_hash": detector.query_hash_,
@@ -123,9 +122,8 @@ def log_training(
             _log_values(mlflow_client, run_id, params, metrics)
             for plot in plots:
                 mlflow_client.log_artifact(run_id, str(plot), artifact_path="plots")
-            for extra in (feedback, described):
-                if extra is not None:
-                    mlflow_client.log_artifact(run_id, str(extra))
+            for extra in files:
+                mlflow_client.log_artifact(run_id, str(extra))
             with tempfile.TemporaryDirectory() as scratch:
                 saved = _save_model(detector, frame, Path(scratch) / "model")
                 mlflow_client.log_artifacts(run_id, str(saved), artifact_path="model")

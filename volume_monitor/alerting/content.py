@@ -48,6 +48,7 @@ class Scored:
     days_off: dict[tuple[str, ...], int] = field(default_factory=dict)
     # the monitor's last alert (its date) and its series that are back to normal since
     recovered: tuple[str, list[str]] = ("", [])
+    notes: tuple[str, ...] = ()  # what the model says of itself: its alert levels, its history
 
 
 @dataclass(frozen=True)
@@ -384,4 +385,5 @@ def _summary(case: Scored, severity: str, stalled) -> list[str]:
             f"{decision.silenced} more anomalous series are silenced and not listed "
             "(volume-monitor silence list)."
         )
+    lines.extend(case.notes)
     return [one_line(line) for line in lines]

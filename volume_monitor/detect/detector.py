@@ -1,25 +1,25 @@
 """The detector: one fitted object that carries its own preprocessing, composed of the
-baseline (:mod:`.baseline`), the groups (:mod:`.groups`), an outlier model behind one protocol
-(:mod:`.outliers`, chosen by ``method``) and the explanation of each row (:mod:`.explain`).
+baseline (:mod:`.baseline`), the groups (:mod:`.groups`), the alert levels
+(:mod:`.calibrate`), an outlier model behind one protocol (:mod:`.outliers`, chosen by
+``method``) and the explanation of each row (:mod:`.explain`).
 
 :class:`VolumeDetector` holds the category encoder, a robust per-series baseline (median of
-``log1p(count)`` per weekday and a spread per series), the groups' usual ranges and the
-outlier model (an Isolation Forest by default).
-Scoring follows scikit-learn's ``decision_function`` convention: lower is more anomalous, below
-0 is an outlier. Where 0 lies is set by ``contamination`` (the share of training rows the
-outlier model treats as outliers) or, when ``score_cutoff`` is given, by that cut-off on the
-model's raw ``score_samples`` (for ``zscore``: on minus the absolute deviation in spreads, by
-default ``-band``).
+``log1p(count)`` per weekday, day effects, a spread per series), the groups' usual moves,
+an alert level per level and the outlier model (an Isolation Forest by default). Scoring
+follows scikit-learn's ``decision_function`` convention: lower is more anomalous, below 0 is
+an outlier. Where 0 lies is set by ``contamination`` (the share of training rows the outlier
+model treats as outliers) or, when ``score_cutoff`` is given, by that cut-off on the model's
+raw ``score_samples`` (for ``zscore``: on minus the absolute deviation in spreads, by default
+``-band``).
 
 Every scored row also carries its ``deviation``: how many spreads its count lies above (+) or
-below (-) its series' weekday baseline. Anomalies are ranked by its size, the worst first.
+below (-) its expected count. Anomalies are ranked by its size, the worst first.
 
 Two feature sets:
 
-- ``baseline`` (default): the deviation of each count from its series' weekday baseline, in
-  spreads, and the series' expected level. A doubling of a small series is as visible as a
-  doubling of a big one. A row is anomalous when the forest scores it below 0 *and* its count
-  lies outside the series' expected range.
+- ``baseline`` (default): the deviation of each count from its expected count, in spreads,
+  and the series' expected level. A doubling of a small series is as visible as a doubling of
+  a big one.
 - ``seed``: the original configuration, label-encoded categories, weekday, month and the raw
   count, scaled; a row is anomalous when the forest scores it below 0.
 
@@ -27,27 +27,33 @@ Two feature sets:
 (Local Outlier Factor, novelty mode) or ``zscore``: a row is anomalous when its count lies
 outside the expected range, the robust z-score / MAD rule of data-quality tools.
 
+Training scores every day of its window against the baseline it would have had the night
+after, from the weeks before it only; scoring takes each weekday level again from the stored
+counts of the weeks before the day (``recent``), so both see a day the same way, and a level
+follows the season between two trainings. A series' spread is the robust spread of those
+moves over the whole window, with the Poisson noise of the day's expected count.
+
 With baseline features, the series' groups are judged against their own history (see
 :mod:`volume_monitor.detect.groups`: for the default monitor the whole day, each channel, and
 channel × action and channel × OS family within it). A series is expected to follow its
-channel's move that day as far as the channel's usual range goes, and its spread is that of its
-own moves beyond the channel's. A row is also anomalous when a group it belongs to moved
-outside the group's usual range and the row moved with it (from its baseline, the group's way;
-by ``group_member`` spreads or more for a group within a channel): a +60% load across a channel
-is clear as a group though moderate in each series, while a channel that moves a fifth as a
-whole now and then (weather, a campaign) does so without an alert. A group's range is its past
-moves' quantiles widened by ``group_threshold`` of their spreads (by ``subgroup_threshold`` for
-the groups within a channel, which move apart from it only when something treats them apart,
-such as a partial load).
+channel's move that day when the move is usual, and not when it is not. Each level (the
+series, the day, the channels, the groups within them) has an alert level calibrated on the
+training days to its share of ``alert_budget`` false alert days in 30 (see
+:mod:`volume_monitor.detect.calibrate`), never below its floor: ``band`` for a series,
+``group_threshold`` for a group (0 turns the group rule off). A row is anomalous when the
+outlier model scores it below 0 and its count is beyond its alert level from both its
+expected count and its own baseline, or when a group it belongs to moved beyond the group's
+alert level and the row moved with it (from its baseline the group's way by
+``group_member`` spreads or more, and half as far as the group). A row outside its range that
+is not anomalous has the cause ``watch``.
 
 ``holidays`` (a country and subdivision of the ``holidays`` package, ``US``, ``AU-VIC``,
-``DE-BY``) gives public holidays an expectation of their own: each series' usual holiday effect
-against the same weekday around it, learnt from its past holidays, or its Sunday level until
-it has ``MIN_HOLIDAYS`` of them.
+``DE-BY``) gives public holidays, the days around them and the country's other observances an
+expectation of their own (see :mod:`volume_monitor.detect.baseline`).
 
-With ``clean`` (the default), training rows outside their series' range are left out and the
-baselines learnt again, so a past incident does not widen what counts as normal; the number
-left out is ``excluded_rows_``.
+With ``clean`` (the default), training rows outside their series' range and group-days
+outside theirs are left out and everything is learnt again, so a past incident does not widen
+what counts as normal; the number of rows left out is ``excluded_rows_``.
 
 The detector learns its dimensions (the series' key columns) from the frame it is fitted on.
 
@@ -59,6 +65,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -66,8 +73,8 @@ from sklearn.base import BaseEstimator
 from sklearn.preprocessing import OrdinalEncoder
 
 from volume_monitor.config import DEFAULT_DIMENSIONS
-from volume_monitor.detect import baseline, explain, groups
-from volume_monitor.detect.calendar import day_kinds
+from volume_monitor.detect import baseline, calibrate, explain, groups
+from volume_monitor.detect.calendar import HOLIDAY, day_kinds, day_names
 from volume_monitor.detect.outliers import METHODS, BaseOutliers
 
 log = logging.getLogger(__name__)
@@ -80,6 +87,7 @@ BOUNDARY_SAMPLE = 2000  # training rows kept with the model, for its decision-bo
 # incident on two more series, but added a false alert day on seeds kept unseen.
 CLEAN_PASSES = 2
 NOT_DIMENSIONS = ("date", "count", "weekday", "month")
+FEW_WEEKS = 8  # of training history below which an alert says its ranges rest on few weeks
 
 # The types a saved VolumeDetector holds beyond those skops trusts by default; loading refuses
 # any other type. (``volume_monitor.model.VolumeDetector``: models saved before the detector
@@ -94,9 +102,22 @@ TRUSTED_TYPES = [
 ]
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """What a pass of fitting found for each training row: its expected level (NaN before
+    it has a baseline), whether it lies outside its range (or moved with a group outside
+    its own), whether it was trained on; and per group level, whether its group was outside
+    its range that day."""
+
+    expected: np.ndarray
+    outside: np.ndarray
+    unusual: list[np.ndarray]
+    keep: np.ndarray
+
+
 class VolumeDetector(BaseEstimator):
     """Per-series baselines, groups judged against their own history and an outlier model,
-    with what explains each verdict."""
+    with alert levels calibrated to a false-alert budget and what explains each verdict."""
 
     def __init__(
         self,
@@ -105,16 +126,16 @@ class VolumeDetector(BaseEstimator):
         contamination: float = 0.15,
         random_state: int = 2019,
         features: str = "baseline",
-        band: float = 5.0,
+        band: float = 4.0,
         recent_weeks: int = 8,
         min_change: float = 10.0,
         method: str = "iforest",
         group_threshold: float = 4.0,
-        subgroup_threshold: float = 4.0,
         group_member: float = 1.0,
         score_cutoff: float | None = None,
         holidays: str = "",
         clean: bool = True,
+        alert_budget: float = 0.5,
     ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
@@ -126,11 +147,11 @@ class VolumeDetector(BaseEstimator):
         self.min_change = min_change
         self.method = method
         self.group_threshold = group_threshold
-        self.subgroup_threshold = subgroup_threshold
         self.group_member = group_member
         self.score_cutoff = score_cutoff
         self.holidays = holidays
         self.clean = clean
+        self.alert_budget = alert_budget
 
     # --- fitting -------------------------------------------------------------------------
 
@@ -142,39 +163,36 @@ class VolumeDetector(BaseEstimator):
         query_hash: str = "",
         normal: np.ndarray | None = None,
     ) -> VolumeDetector:
-        """Learn series, baselines, group ranges, the encoder and the outlier model from an
-        ETL frame (date index); remember the ``monitor`` and the fingerprint of the query
-        (``query_hash``) it came from, so it is never used to score another. ``normal``: the
-        rows a person called normal, trained on even where they look unusual."""
+        """Learn series, baselines, groups, alert levels, the encoder and the outlier model
+        from an ETL frame (date index); remember the ``monitor`` and the fingerprint of the
+        query (``query_hash``) it came from, so it is never used to score another.
+        ``normal``: the rows a person called normal, trained on even where they look
+        unusual."""
         if self.features not in FEATURE_SETS:
             raise ValueError(f"features must be one of {FEATURE_SETS}, not {self.features!r}")
         if self.method not in METHODS or (self.method == "zscore" and self.features != "baseline"):
             methods = tuple(METHODS)
             raise ValueError(f"method must be one of {methods} (zscore with baseline features)")
+        if not self.alert_budget > 0:
+            raise ValueError(f"alert_budget must be above 0, not {self.alert_budget!r}")
         frame = _with_date_column(frame)
         self.dimensions_ = [str(c) for c in frame.columns if c not in NOT_DIMENSIONS]
         self.monitor_, self.query_hash_ = monitor, query_hash
         keys = self.dimensions
         dates = pd.to_datetime(frame["date"])
         self.trained_from_, self.trained_to_ = (f"{d:%Y-%m-%d}" for d in (dates.min(), dates.max()))
+        self.history_days_ = int(dates.nunique())
         series = frame[keys].drop_duplicates().sort_values(keys)
         self.series_ = series.astype(str).values.tolist()
         index = self._series_index(frame)
         confirmed = np.zeros(len(frame), dtype=bool) if normal is None else np.asarray(normal)
-        found, keep = self._fit_baseline(frame, index, len(series), confirmed)
-        self.excluded_rows_ = int((~keep).sum())
-        if self._grouped:
-            widen = groups.Widening(self.group_threshold, self.subgroup_threshold)
-            self.group_names_, self.group_ranges_ = groups.learn_ranges(
-                frame, keys, found, self.band, widen
-            )
+        fitted = self._fit_baseline(frame, index, len(series), confirmed)
+        self.excluded_rows_ = int((~fitted.keep).sum())
         self.encoder_ = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
         self.encoder_.fit(series.astype(str))  # the same categories as every row, far cheaper
-        center, spread = self._baseline_of(frame, index)
-        if self._grouped:
-            bounds = groups.ranges_of_rows(frame, keys, self.group_names_, self.group_ranges_)
-            center = center + explain.usual_share(found, bounds)
-        features = self._features(frame, center, spread)[keep]
+        usable = fitted.keep & (~np.isnan(fitted.expected) | (self.features == "seed"))
+        spread = self._row_spreads(index, fitted.expected)
+        features = self._features(frame, fitted.expected, spread)[usable]
         self.outliers_ = self._outlier_model().fit(features)
         self.training_sample_ = self._sample(features) if self.features == "baseline" else None
         return self
@@ -189,34 +207,137 @@ class VolumeDetector(BaseEstimator):
 
     def _fit_baseline(
         self, frame: pd.DataFrame, index: np.ndarray, n_series: int, normal: np.ndarray
-    ) -> tuple[groups.Moves, np.ndarray]:
-        """Learn each series' level per day kind and the spread of its own moves (beyond its
-        top group's); with ``clean``, leave out of both the training rows that lie outside
-        their series' range and learn again, so a past incident does not widen "normal".
-        Returns the groups' moves over the kept rows, and which rows were kept."""
+    ) -> Fitted:
+        """Learn each series' level per day kind, the spread of its own moves (beyond its top
+        group's), the groups' usual moves and each level's alert level, from the baseline
+        every training day would have had the night after (the weeks before it). With
+        ``clean``, the rows outside their range and the group-days outside theirs are left
+        out of the levels and the groups' usual moves, and all is learnt again, so an
+        incident, however long, does not widen "normal"."""
         counts = frame["count"].to_numpy(dtype=float)
         level = np.log1p(counts)
+        left_out = np.zeros(len(frame), dtype=bool)
+        unusual: list[np.ndarray] = [left_out] * len(self._levels)
+        no_moves = np.full(len(frame), np.nan)
+        kinship = self._kinship
+        self.spread_, self.extra_spread_ = baseline.spreads(index, no_moves, counts, kinship)
+        for _ in range(CLEAN_PASSES if self.clean else 1):
+            kept = np.where(left_out, np.nan, level)
+            prior = self._prior_levels(frame, index, kept)
+            found = self._moves(frame, level - prior, index, prior)
+            self.spread_, self.extra_spread_ = baseline.spreads(index, found.own, counts, kinship)
+            fitted = self._calibrate(frame, index, counts, prior, found, unusual)
+            outside = fitted.outside & ~normal
+            if not self.clean or np.array_equal(outside, left_out):
+                break
+            left_out, unusual = outside, fitted.unusual
+        keep = ~(fitted.outside & ~normal) if self.clean else np.ones(len(frame), dtype=bool)
+        kept = np.where(keep, level, np.nan)
+        days, dates = self._day_kinds(frame), frame["date"].to_numpy()
+        center, _ = baseline.centers(index, days, dates, kept, n_series, self.recent_weeks)
+        self.center_ = center[:, :7]
+        self._learn_day_effects(frame, index, kept)
+        return replace(fitted, keep=keep)
+
+    def _learn_day_effects(
+        self, frame: pd.DataFrame, index: np.ndarray, level: np.ndarray
+    ) -> baseline.DayEffects:
+        """Each series' usual holiday effect and the effect of each named day: what those
+        days counted (however unusual: that is what is learnt) against the kept ``level`` of
+        the ordinary days around them."""
+        days, dates = self._day_kinds(frame), frame["date"].to_numpy()
+        counted = np.log1p(frame["count"].to_numpy(dtype=float))
+        self.holiday_effect_, self.holiday_like_sunday_ = baseline.holiday_effects(
+            index, days, dates, counted, self._kinship, level
+        )
+        self.day_effects_ = {}
+        names = self._day_names(frame)
+        self.day_effects_ = baseline.named_effects(
+            index, names, days, dates, counted, self.spread_, self._effects, level
+        )
+        return self._effects
+
+    def _prior_levels(self, frame: pd.DataFrame, index: np.ndarray, level: np.ndarray):
+        """Each row's baseline from the observations before it (see
+        :func:`baseline.prior_levels`); a holiday's is its weekday's moved by the series'
+        usual holiday effect, or its Sunday's while that is unknown."""
         weekday, days = frame["weekday"].to_numpy(), self._day_kinds(frame)
         dates = frame["date"].to_numpy()
-        keep = np.ones(len(frame), dtype=bool)
-        for _ in range(CLEAN_PASSES if self.clean else 1):
-            kept = np.where(keep, level, np.nan)
-            center, recent = baseline.centers(index, days, dates, kept, n_series, self.recent_weeks)
-            self.center_ = center[:, :7]
-            self.holiday_effect_ = baseline.holiday_effects(index, days, dates, kept, center)
-            expected = baseline.row_centers(
-                self.center_, self.holiday_effect_, index, weekday, days
+        holiday = days == HOLIDAY
+        usual = np.where(holiday, np.nan, level)
+        prior = baseline.prior_levels(index, weekday, dates, usual, self.recent_weeks)
+        if not getattr(self, "holidays", ""):
+            return prior
+        # A named day's own effect is learnt from that very day (most names come once a
+        # year): here it would explain itself away, and the alert levels would never see the
+        # days it will not explain next year. Only the usual holiday effect is used.
+        effects = replace(self._learn_day_effects(frame, index, level), named={})
+        rows = np.flatnonzero(holiday)
+        sundays = baseline.prior_levels(
+            np.r_[index, index[rows]], np.r_[weekday, np.full(len(rows), 6)],
+            np.r_[dates, dates[rows]], np.r_[usual, np.full(len(rows), np.nan)],
+            self.recent_weeks,
+        )[len(frame):]  # fmt: skip
+        sunday = np.full(len(prior), np.nan)
+        sunday[rows] = sundays
+        return baseline.on_special_days(prior, sunday, effects, index, days, self._day_names(frame))
+
+    def _calibrate(
+        self,
+        frame: pd.DataFrame,
+        index: np.ndarray,
+        counts: np.ndarray,
+        prior: np.ndarray,
+        found: groups.Moves,
+        unusual: list[np.ndarray],
+    ) -> Fitted:
+        """The groups' usual moves (the group-days ``unusual`` left out) and every level's
+        alert level, from each training day's evidence; which rows lie outside their range
+        and which group-days outside theirs."""
+        day = pd.factorize(frame["date"])[0]
+        spread = self._row_spreads(index, prior)
+        own_expected = prior + found.top  # on a day its group is usual, a series follows it
+        change = np.abs(counts - np.expm1(own_expected))
+        with np.errstate(invalid="ignore"):
+            own = np.abs(found.own) / spread
+        evidence = [np.where(change >= self.min_change, own, 0.0)]
+        evidence[0][np.isnan(own)] = np.nan
+        if self._grouped:
+            usual = groups.usual_moves(frame, self.dimensions, found, unusual)
+            self.group_names_, self.group_moves_ = usual.names, usual.moves
+            per_row = groups.ranges_of_rows(frame, self.dimensions, usual.names, usual.moves)
+            evidence += groups.evidence(found, per_row)
+        floors = [self.band] + [self.group_threshold] * (len(evidence) - 1)
+        units = [index, *self._group_codes(frame)]
+        normal_days = [
+            np.where(calibrate.in_blocks(unit, day, np.nan_to_num(e) > floor), np.nan, e)
+            for unit, e, floor in zip(units, evidence, floors, strict=True)
+        ]
+        measured = calibrate.calibrate(
+            [calibrate.day_maxima(day, e) for e in normal_days], self.alert_budget, floors
+        )
+        self.alert_levels_ = [float(v) for v in measured.alert_levels]
+        self.calibration_days_, self.calibration_days_over_ = measured.days, measured.days_over
+        bounds = []
+        if self._grouped:
+            bounds = groups.usual_ranges(found, per_row, self.alert_levels_[1:])
+            self.group_ranges_ = [  # on a day of usual counts
+                np.column_stack([m[:, 0] - level * m[:, 1], m[:, 0] + level * m[:, 1]])
+                for m, level in zip(usual.moves, self.alert_levels_[1:], strict=True)
+            ]
+        expected = prior + explain.usual_share(found, bounds)
+        change = np.abs(counts - np.expm1(expected))
+        with np.errstate(invalid="ignore"):
+            outside = (np.abs(np.log1p(counts) - expected) / spread > self.band) & (
+                change >= self.min_change
             )
-            found = self._moves(frame, np.where(keep, level - expected, np.nan))
-            self.spread_ = baseline.spreads(index, found.own, recent, self.center_, n_series)
-            change = np.abs(counts - np.expm1(expected))
-            with np.errstate(invalid="ignore"):
-                unusual = np.abs(found.own) > self.band * self.spread_[index]
-            unusual &= keep & (change >= self.min_change) & ~normal
-            if not self.clean or not unusual.any():
-                break
-            keep &= ~unusual
-        return found, keep
+            unusual_now = [
+                np.nan_to_num(e) > a
+                for e, a in zip(evidence[1:], self.alert_levels_[1:], strict=True)
+            ]
+        if bounds:
+            outside |= groups.moved_with_group(found, bounds, spread, self.group_member)
+        return Fitted(expected, outside, unusual_now, np.ones(len(frame), dtype=bool))
 
     def _outlier_model(self) -> BaseOutliers:
         """The ``method``'s outlier model, given the parameters of this detector it takes."""
@@ -233,21 +354,29 @@ class VolumeDetector(BaseEstimator):
         """scikit-learn's outlier convention: -1 anomalous, 1 normal."""
         return np.where(self.score(frame)["is_anomaly"], -1, 1)
 
-    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def score(self, frame: pd.DataFrame, recent: pd.DataFrame | None = None) -> pd.DataFrame:
         """``frame`` (date index or column) with the expected count and range, score, verdict
-        and cause."""
+        and cause. ``recent``: the counts of the days before (``date``, the dimensions,
+        ``count`` and ``kept``: false for a row that alerted, or was read late or expected),
+        from which each weekday level is taken again (see :func:`baseline.recentred`)."""
         frame = _with_date_column(frame)
-        center, spread = self._baseline_of(frame)
+        center, spread = self._baseline_of(frame, levels=self._recent_levels(recent))
         known = ~np.isnan(center)
         counts = frame["count"].to_numpy(dtype=float)
         residual = np.log1p(counts) - center
-        found, bounds = self._group_moves(frame, residual)
+        found, bounds = self._group_moves(frame, residual, self._series_index(frame), center)
         own_level, center = center, center + explain.usual_share(found, bounds)
         low, high = explain.expected_range(center, spread, self.band, self.min_change)
         scores = self._decision(self._features(frame, center, spread))
         deviation = explain.deviation(counts, center, spread)
         direction = explain.direction(counts, low, high)
         outside = known & (direction != "")
+        # A series pages on its own when it left both what its channel's move says and its
+        # own baseline by the alert level: half a channel that moved moves the channel's
+        # median, and the other half, which stayed home, is not paged for it.
+        moved_from_own = explain.deviation(counts, own_level, spread)
+        far = np.fmin(np.abs(np.nan_to_num(deviation)), np.abs(np.nan_to_num(moved_from_own)))
+        pages = outside & (far > self.alert_level)
         with_group = (
             groups.moved_with_group(found, bounds, spread, self.group_member)
             if bounds
@@ -255,12 +384,11 @@ class VolumeDetector(BaseEstimator):
         )
         # A row named for its group goes the way it moved from its own baseline, not from an
         # expected that already holds its channel's usual share of the move.
-        moved_from_own = explain.deviation(counts, own_level, spread)
         direction = np.where(
             with_group & ~outside, explain.sign_direction(counts, moved_from_own), direction
         )
         below = scores < 0
-        anomalous = below if self.features == "seed" else (outside & below) | with_group
+        anomalous = below if self.features == "seed" else (pages & below) | with_group
         missing_day = frame.groupby("date")["count"].transform("sum").to_numpy() == 0
         cause = explain.cause(counts, own_level, spread, direction, anomalous, known, missing_day)
         return frame.assign(
@@ -297,17 +425,20 @@ class VolumeDetector(BaseEstimator):
         return self.forest_.score_samples(scaled) - self.score_cutoff
 
     def _group_moves(
-        self, frame: pd.DataFrame, residual: np.ndarray
+        self, frame: pd.DataFrame, residual: np.ndarray, index: np.ndarray, center: np.ndarray
     ) -> tuple[groups.Moves, list[np.ndarray]]:
-        """The groups' moves of the rows and each row's group ranges per level; no ranges
-        without the group rule, or for a model saved before groups learnt theirs."""
-        if not self._grouped or not hasattr(self, "group_ranges_"):
+        """The groups' moves of the rows and each row's group ranges per level that day; no
+        ranges without the group rule, or for a model saved before groups learnt theirs (one
+        saved before alert levels were calibrated: its fixed ranges)."""
+        if not self._grouped or not hasattr(self, "group_names_"):
             return groups.Moves.none(residual), []
-        found = self._moves(frame, residual)
-        bounds = groups.ranges_of_rows(
-            frame, self.dimensions, self.group_names_, self.group_ranges_
-        )
-        return found, bounds
+        found = self._moves(frame, residual, index, center)
+        if not hasattr(self, "group_moves_"):
+            return found, groups.ranges_of_rows(
+                frame, self.dimensions, self.group_names_, self.group_ranges_
+            )
+        usual = groups.ranges_of_rows(frame, self.dimensions, self.group_names_, self.group_moves_)
+        return found, groups.usual_ranges(found, usual, self.alert_levels_[1:])
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -315,12 +446,84 @@ class VolumeDetector(BaseEstimator):
     def _grouped(self) -> bool:
         return self.features == "baseline" and bool(self.group_threshold)
 
-    def _moves(self, frame: pd.DataFrame, residual: np.ndarray) -> groups.Moves:
-        """The groups' moves (none without the group rule: a row's own move is its
-        residual)."""
+    @property
+    def _kinship(self) -> np.ndarray:
+        """Per known series, its top group as a number: the value of its first dimension."""
+        return pd.factorize(self.series_frame[self.dimensions[0]])[0]
+
+    @property
+    def _levels(self) -> list[tuple[str, ...]]:
+        """The group levels judged (none without the group rule)."""
+        return groups.levels(self.dimensions) if self._grouped else []
+
+    @property
+    def calibration(self) -> calibrate.Calibration | None:
+        """The alert levels and what they did on the training days (None: a model saved
+        before they were calibrated)."""
+        if not hasattr(self, "alert_levels_"):
+            return None
+        return calibrate.Calibration(
+            tuple(self.alert_levels_), self.alert_budget, self.calibration_days_,
+            self.calibration_days_over_,
+        )  # fmt: skip
+
+    @property
+    def level_names(self) -> list[str]:
+        """The names of the alert levels, as training logs them: ``series``, then each group
+        level (``day``, ``channelid``, ``channelid × actioncode``, …)."""
+        return ["series", *[" × ".join(keys) or "day" for keys in self._levels]]
+
+    def notes(self) -> list[str]:
+        """What a person reading an alert should know of this model: how its alert levels
+        were set, and whether its ranges rest on few weeks."""
+        notes = []
+        if self.calibration is not None:
+            notes.append(f"Model: {self.calibration.words()}.")
+        days = getattr(self, "history_days_", None)
+        if days is not None and days < FEW_WEEKS * 7:
+            notes.append(
+                f"Its ranges rest on {days} days of history only ({days // 7} weeks): expect "
+                "wider ranges and retrain once there are more."
+            )
+        return notes
+
+    @property
+    def alert_level(self) -> float:
+        """How many spreads from its expected count a series pages (a model saved before
+        alert levels were calibrated: its band)."""
+        return float(getattr(self, "alert_levels_", [self.band])[0])
+
+    def _moves(
+        self, frame: pd.DataFrame, residual: np.ndarray, index: np.ndarray, center: np.ndarray
+    ) -> groups.Moves:
+        """The groups' moves, given each row's series ``index`` and expected level
+        ``center`` (none without the group rule: a row's own move is its residual)."""
         if not self._grouped:
             return groups.Moves.none(residual)
-        return groups.moves(frame, self.dimensions, residual)
+        spread = self._row_spreads(index, center)
+        return groups.moves(frame, self.dimensions, residual, spread, self.spread_[index.clip(0)])
+
+    def _row_spreads(self, index: np.ndarray, center: np.ndarray) -> np.ndarray:
+        """Each row's spread at its expected level ``center`` (see
+        :func:`baseline.row_spreads`); a model saved before spreads knew counts: its series'
+        spread."""
+        rows = index.clip(0)
+        if not hasattr(self, "extra_spread_"):
+            return self.spread_[rows]
+        typical = self.spread_[rows]
+        found = baseline.row_spreads(self.extra_spread_[rows], np.expm1(center))
+        return np.where(np.isnan(center), typical, found)
+
+    def _group_codes(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        """Per group level, each row's group as a number."""
+        codes = []
+        for keys in self._levels:
+            if not keys:
+                codes.append(np.zeros(len(frame), dtype=np.int64))
+                continue
+            found = pd.MultiIndex.from_frame(frame[list(keys)].astype(str))
+            codes.append(pd.factorize(found)[0])
+        return codes
 
     def _day_kinds(self, frame: pd.DataFrame) -> np.ndarray:
         """Each row's weekday, or ``HOLIDAY`` on a public holiday of ``holidays``."""
@@ -329,20 +532,49 @@ class VolumeDetector(BaseEstimator):
             return frame["weekday"].to_numpy()
         return day_kinds(frame["date"], where)
 
+    def _day_names(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each row's holiday or observance of ``holidays``, empty on an ordinary day."""
+        return day_names(frame["date"], getattr(self, "holidays", ""))
+
+    @property
+    def _effects(self) -> baseline.DayEffects:
+        """The learnt day effects (a model saved before they were learnt: none)."""
+        unknown = np.full(len(self.series_), np.nan)
+        return baseline.DayEffects(
+            getattr(self, "holiday_effect_", unknown),
+            getattr(self, "holiday_like_sunday_", np.zeros(len(self.series_), dtype=bool)),
+            getattr(self, "day_effects_", {}),
+        )
+
+    def _recent_levels(self, recent: pd.DataFrame | None) -> np.ndarray:
+        """The weekday levels (series × weekday), taken again from ``recent`` when given."""
+        if recent is None or recent.empty:
+            return self.center_
+        recent = _with_date_column(recent)
+        index = self._series_index(recent)
+        level = np.where(recent["kept"].to_numpy(dtype=bool), np.log1p(recent["count"]), np.nan)
+        days = self._day_kinds(recent.assign(weekday=recent["date"].dt.day_of_week))
+        dates = recent["date"].to_numpy()
+        return baseline.recentred(self.center_, index, days, dates, level, self.recent_weeks)
+
     def _baseline_of(
-        self, frame: pd.DataFrame, index: np.ndarray | None = None
+        self,
+        frame: pd.DataFrame,
+        index: np.ndarray | None = None,
+        levels: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Each row's baseline level (``log1p`` units, for its weekday or holiday) and spread;
         NaN for a series the model has not seen. ``index``: the rows' series positions, when
-        known."""
+        known; ``levels``: the weekday levels to use (default: the trained ones)."""
         index = self._series_index(frame) if index is None else index
         rows = index.clip(0)
-        effect = getattr(self, "holiday_effect_", np.full(len(self.series_), np.nan))
+        levels = self.center_ if levels is None else levels
         center = baseline.row_centers(
-            self.center_, effect, rows, frame["weekday"].to_numpy(), self._day_kinds(frame)
-        )
+            levels, self._effects, rows, frame["weekday"].to_numpy(), self._day_kinds(frame),
+            self._day_names(frame),
+        )  # fmt: skip
         center = np.where(index >= 0, center, np.nan)
-        spread = np.where(index >= 0, self.spread_[rows], np.nan)
+        spread = np.where(index >= 0, self._row_spreads(index, center), np.nan)
         return center, spread
 
     @property

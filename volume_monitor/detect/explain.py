@@ -4,6 +4,7 @@ left it, how far (in spreads), and the likely cause."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from volume_monitor.detect import groups
 
@@ -29,14 +30,18 @@ def expected_range(
 
 
 def usual_share(found: groups.Moves, bounds: list[np.ndarray]) -> np.ndarray:
-    """Per row, the part of its top group's move that day that lies within the group's usual
-    range (the move clipped to it; 0 without groups): a series is expected to follow its
-    channel that far, and no further."""
+    """Per row, the part of its top group's move that day that a series is expected to
+    follow: all of it while the group moved within its usual range (a channel up 15% as it
+    is now and then), none when it moved outside (the group's move is then what is wrong,
+    and normal is the series without it); 0 without groups."""
     if not bounds:
         return np.zeros(len(found.own))
     move, (low, high) = found.top, bounds[found.top_level].T
-    clipped = np.clip(move, np.where(np.isnan(low), 0.0, low), np.where(np.isnan(high), 0.0, high))
-    return np.where(np.isnan(clipped), 0.0, clipped)
+    with np.errstate(invalid="ignore"):
+        usual = (move >= np.where(np.isnan(low), 0.0, low)) & (
+            move <= np.where(np.isnan(high), 0.0, high)
+        )
+    return np.where(usual & ~np.isnan(move), move, 0.0)
 
 
 def deviation(counts: np.ndarray, center: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -70,7 +75,8 @@ def cause(
 ) -> np.ndarray:
     """The likely cause of each anomalous row, judged against the series' own baseline
     (``center``, not moved with its group: a duplicated load is a multiple of its usual level);
-    ``new_series`` for series unseen in training."""
+    ``new_series`` for series unseen in training; ``watch`` for a row outside its range that
+    does not page (not as far out as the monitor's alert level)."""
     expected = np.expm1(center)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = counts / np.where(expected > 0, expected, np.nan)
@@ -86,9 +92,26 @@ def cause(
         anomalous & (direction == "high") & duplicate,
         anomalous & (direction == "high"),
         ~known,
+        direction != "",
     ]
-    names = ["missing_day", "missing_series", "stall", "drop", "duplicate", "spike", "new_series"]
+    names = [
+        "missing_day", "missing_series", "stall", "drop", "duplicate", "spike", "new_series",
+        "watch",
+    ]  # fmt: skip
     return named(np.select(choices, range(1, len(names) + 1), default=0), ["", *names])
+
+
+NOT_LEARNT_FROM = ("late", "expected")  # causes of rows no baseline is taken from
+
+
+def usual_rows(scored: pd.DataFrame) -> np.ndarray:
+    """The scored rows the next nights' baselines are taken from: inside their range, not
+    anomalous, read complete and not an expected event (a day read late keeps only a share
+    of its count)."""
+    direction = scored["direction"].fillna("").astype(str)
+    cause = scored["cause"].fillna("").astype(str)
+    anomalous = scored["is_anomaly"].fillna(False).astype(bool)
+    return (direction.eq("") & ~anomalous & ~cause.isin(NOT_LEARNT_FROM)).to_numpy()
 
 
 def named(codes: np.ndarray, names: list[str]) -> np.ndarray:

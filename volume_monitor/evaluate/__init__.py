@@ -23,6 +23,7 @@ from volume_monitor import etl, freshness
 from volume_monitor.alerting import policy
 from volume_monitor.detect.detector import SEED_PARAMS, VolumeDetector
 from volume_monitor.evaluate.metrics import metrics
+from volume_monitor.evaluate.nightly import score_nightly
 from volume_monitor.evaluate.plots import plot_detector
 from volume_monitor.evaluate.scenarios import Scenario, inject_scenario, make_scenario
 
@@ -68,7 +69,8 @@ def score_scenario(params: dict[str, Any], scenario: Scenario) -> pd.DataFrame:
     detector = VolumeDetector(**{**holidays, **params}).fit(train)
     window = scenario.counts[scenario.counts["date"] >= scenario.window_start]
     days = pd.date_range(scenario.window_start, scenario.last_day)
-    scored = detector.score(etl.add_calendar(etl.complete(window, detector.series_frame, days)))
+    frame = etl.add_calendar(etl.complete(window, detector.series_frame, days))
+    scored = score_nightly(detector, train, frame, days)
     late = scored["date"].isin([pd.Timestamp(d) for d in _read_late(scenario, days)])
     scored = policy.as_late(scored, late.to_numpy())
     labeled = scored.merge(scenario.labels, on=["date", *etl.SERIES_KEYS], how="left")

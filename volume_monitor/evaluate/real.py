@@ -25,6 +25,7 @@ import pandas as pd
 
 from volume_monitor import etl
 from volume_monitor.errors import ConfigError
+from volume_monitor.evaluate.nightly import score_nightly
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,9 @@ Detect = Callable[[pd.DataFrame, pd.DataFrame, pd.DatetimeIndex, str], pd.DataFr
 
 def volume_detector(**params) -> Detect:
     """The project's detector with ``params`` (US holidays declared), fitted on each
-    window's training days as ``train.py`` does and scoring its days as ``deploy.py`` does."""
+    window's training days as ``train.py`` does and scoring its days one by one as the
+    nightly ``deploy.py`` does: with the counts of the days before, as the state store keeps
+    them, training's and those scored since."""
     from volume_monitor.detect.detector import VolumeDetector
 
     def detect(training, scored, days, dimension):
@@ -204,7 +207,7 @@ def volume_detector(**params) -> Detect:
         )
         detector = VolumeDetector(**{"holidays": HOLIDAY_COUNTRY, **params}).fit(train)
         frame = etl.add_calendar(etl.complete(scored, detector.series_frame, days, keys), keys)
-        return detector.score(frame).reset_index(drop=True)
+        return score_nightly(detector, train, frame, days)
 
     return detect
 
@@ -213,19 +216,19 @@ def median_mad(k: float = MAD_K, weeks: int = MAD_WEEKS) -> Detect:
     """The line to beat: per series and weekday, the median of the last ``weeks`` counts of
     that weekday before the scored days and their median absolute deviation; a count more
     than ``k`` robust spreads (MAD × 1.4826, at least one event) from the median is
-    anomalous."""
+    anomalous. ``dimension``: the series' key column, or a list of them."""
 
     def detect(training, scored, days, dimension):
+        keys = [dimension] if isinstance(dimension, str) else list(dimension)
         recent = training.assign(weekday=training["date"].dt.day_of_week)
-        recent = recent.sort_values("date").groupby([dimension, "weekday"]).tail(weeks)
-        by_day = recent.groupby([dimension, "weekday"])["count"]
+        recent = recent.sort_values("date").groupby([*keys, "weekday"]).tail(weeks)
+        by_day = recent.groupby([*keys, "weekday"])["count"]
         center = by_day.median().rename("center")
         mad = by_day.apply(lambda c: float(np.median(np.abs(c - c.median())))).rename("mad")
-        frame = etl.complete(scored, training[[dimension]], days, [dimension])
-        frame = frame.assign(weekday=frame["date"].dt.day_of_week, **{dimension: frame[dimension]})
-        frame = frame.astype({dimension: str}).merge(
-            pd.concat([center, mad], axis=1).reset_index().astype({dimension: str}),
-            on=[dimension, "weekday"],
+        frame = etl.complete(scored, training[keys], days, keys).astype(dict.fromkeys(keys, str))
+        frame = frame.assign(weekday=frame["date"].dt.day_of_week).merge(
+            pd.concat([center, mad], axis=1).reset_index().astype(dict.fromkeys(keys, str)),
+            on=[*keys, "weekday"],
             how="left",
         )
         spread = np.maximum(MAD_TO_SD * frame["mad"], 1.0)

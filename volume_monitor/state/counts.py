@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -176,6 +176,17 @@ def history(
     ids = matching_ids(monitor, labels, match)
     rows = _rows(connection, monitor, start, end, ids)
     return _with_labels(rows, labels)
+
+
+def on_days(connection: Connection, monitor: str, days: Sequence[dt.date]) -> pd.DataFrame:
+    """The rows of ``monitor`` on ``days``, with their labels."""
+    labels = labels_of(connection, monitor)
+    if labels.empty or not days:
+        return empty_history(list(labels.columns))
+    columns = [daily_counts.c.series_id, daily_counts.c.date]
+    columns += [daily_counts.c[name] for name in VALUE_COLUMNS]
+    query = select(*columns).where(daily_counts.c.date.in_(sorted(set(days))))
+    return _with_labels(_frame(connection, _of_monitor(query, monitor)), labels)
 
 
 def anomalies(connection: Connection, monitor: str, start: dt.date, end: dt.date):

@@ -175,6 +175,11 @@ class Store:
         with self._reading() as connection:
             return counts.history(connection, monitor, start, end, match)
 
+    def on_days(self, monitor: str, days: Sequence[dt.date]) -> pd.DataFrame:
+        """The daily counts of ``monitor`` on ``days``, as :meth:`history` gives them."""
+        with self._reading() as connection:
+            return counts.on_days(connection, monitor, days)
+
     def daily_totals(
         self,
         monitor: str,

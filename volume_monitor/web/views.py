@@ -255,6 +255,7 @@ class ModelView:
     summary: list[dict[str, object]]
     plots: list[str]
     last_day: dt.date | None = None  # whose folder holds the boundary with the day's rows
+    alert_levels: results.AlertLevels | None = None  # how far from normal pages
 
 
 def model_view(settings: Settings, monitor: MonitorSpec, store: Store, today: dt.date) -> ModelView:
@@ -274,6 +275,7 @@ def model_view(settings: Settings, monitor: MonitorSpec, store: Store, today: dt
         summary=[] if table is None else table.round(2).to_dict("records"),
         plots=model_plots(folder),
         last_day=last.date if with_day else None,
+        alert_levels=results.read_alert_levels(folder / results.ALERT_LEVELS_FILE),
     )
 
 
