@@ -144,6 +144,17 @@ def test_each_level_learns_its_alert_level_from_its_own_days():
     assert short.alert_levels == (5.0, 4.0), "too few days: the floors"
 
 
+def test_a_tighter_budget_raises_the_alert_levels_and_pages_fewer_training_days():
+    train = frame(HISTORY, history(1, channel_moves=True))
+    loose, tight = (VolumeDetector(alert_budget=b).fit(train) for b in (2.0, 0.1))
+    assert all(t >= lo for t, lo in zip(tight.alert_levels_, loose.alert_levels_, strict=True))
+    assert tight.alert_levels_ != loose.alert_levels_
+    assert tight.calibration.days_over < loose.calibration.days_over
+    assert loose.calibration.realised <= 2.0 + 30 / loose.calibration.days
+    with pytest.raises(ValueError, match="alert_budget must be above 0"):
+        VolumeDetector(alert_budget=0).fit(train)
+
+
 def test_an_incident_in_the_window_does_not_raise_its_levels_alert_level():
     from volume_monitor.detect import calibrate
 

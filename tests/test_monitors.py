@@ -143,6 +143,11 @@ BAD_FILES = {
         "monitors:\n  o:\n    query: q.sql\n    database_url: sqlite:///x.db\n    alert_share: 2\n",
         "monitors.yml: monitor 'o': alert_share: Input should be less than or equal to 1",
     ),
+    "budget of no false alert": (
+        "monitors:\n  o:\n    query: q.sql\n    database_url: sqlite:///x.db\n"
+        "    alert_budget: 0\n",
+        "monitors.yml: monitor 'o': alert_budget: Input should be greater than 0",
+    ),
     "reserved dimension": (
         "monitors:\n  o:\n    query: q.sql\n    dimensions: [date, country]\n",
         "monitors.yml: monitor 'o': dimensions: date cannot be a dimension",
@@ -273,6 +278,7 @@ def test_gates_and_holidays_are_read_per_monitor_with_defaults(tmp_path):
         "defaults:\n  database_url: sqlite:///x.db\n  alert_min_change_pct: 10\n"
         "monitors:\n  a:\n    query: a.sql\n"
         "  b:\n    query: b.sql\n    holidays: de-by\n    alert_min_change: 50\n"
+        "    alert_budget: 0.1\n"
         "    alert_min_change_pct: 25\n    alert_direction: low\n"
         "    freshness: sql/latest.sql\n    late_tolerance_minutes: 30\n    settle_hours: 6\n"
     )
@@ -283,6 +289,7 @@ def test_gates_and_holidays_are_read_per_monitor_with_defaults(tmp_path):
     assert (b.alert_min_change, b.alert_min_change_pct, b.alert_direction, b.holidays) == (
         50.0, 25.0, "low", "DE-BY"
     )  # fmt: skip
+    assert (a.alert_budget, b.alert_budget) == (0.5, 0.1)
     assert (a.freshness_path, a.late_tolerance_minutes, a.settle_hours) == (None, 60.0, 0.0)
     assert b.freshness_path == tmp_path / "sql" / "latest.sql"
     assert (b.late_tolerance_minutes, b.settle_hours) == (30.0, 6.0)
@@ -293,16 +300,19 @@ def test_the_default_monitor_reads_its_gates_and_holidays_from_vm_settings(tmp_p
         env_file=tmp_path / "absent.env",
         environ={
             "VM_ALERT_MIN_CHANGE": "100", "VM_ALERT_MIN_CHANGE_PCT": "15",
-            "VM_ALERT_DIRECTION": "High", "VM_HOLIDAYS": "au-vic",
+            "VM_ALERT_DIRECTION": "High", "VM_HOLIDAYS": "au-vic", "VM_ALERT_BUDGET": "1.5",
         },
     )  # fmt: skip
     monitor = settings.monitor()
     assert (monitor.alert_min_change, monitor.alert_min_change_pct) == (100.0, 15.0)
+    assert monitor.alert_budget == 1.5
     assert (monitor.alert_direction, monitor.holidays) == ("high", "AU-VIC")
     for key, value, message in [
         ("VM_HOLIDAYS", "Narnia", "VM_HOLIDAYS: holidays: 'NARNIA' is not a country"),
         ("VM_ALERT_DIRECTION", "up", "VM_ALERT_DIRECTION must be one of both, low, high"),
         ("VM_ALERT_MIN_CHANGE_PCT", "-5", "VM_ALERT_MIN_CHANGE_PCT must be 0 or more per cent"),
+        ("VM_ALERT_BUDGET", "0", "VM_ALERT_BUDGET must be a positive number, not '0'"),
+        ("VM_ALERT_BUDGET", "often", "VM_ALERT_BUDGET must be a number, not 'often'"),
     ]:
         with pytest.raises(ConfigError) as caught:
             load_settings(env_file=tmp_path / "absent.env", environ={key: value})
