@@ -155,6 +155,25 @@ def test_a_tighter_budget_raises_the_alert_levels_and_pages_fewer_training_days(
         VolumeDetector(alert_budget=0).fit(train)
 
 
+def test_a_day_that_moved_as_a_whole_does_not_raise_the_series_alert_level():
+    rng = np.random.default_rng(8)
+    methods = {"DE": ("card", "paypal", "sepa"), "FR": ("card", "paypal", "sepa"),
+               "NL": ("card", "paypal", "klarna"), "GB": ("card", "paypal")}  # fmt: skip
+    series = [(c, m) for c, ms in methods.items() for m in ms]
+    doubled = HISTORY[200]
+
+    rows = [(d, c, m, int(rng.poisson(300))) for d in HISTORY for c, m in series]
+    data = pd.DataFrame(rows, columns=["date", "country", "payment_method", "count"])
+    data = data.assign(weekday=data["date"].dt.day_of_week, month=data["date"].dt.month)
+    on_day = (data["date"] == doubled).to_numpy()
+    loaded_counts = np.where(on_day, np.round(data["count"] * 1.6), data["count"]).astype(int)
+    plain = VolumeDetector().fit(data.set_index("date"))
+    loaded = VolumeDetector().fit(data.assign(count=loaded_counts).set_index("date"))
+    # Every series rose 60% that day, and GB, a country of two, has no median to take it: the
+    # day is found outside the day's range, and its series say nothing of their own tail.
+    assert loaded.alert_level == pytest.approx(plain.alert_level, rel=0.15)
+
+
 def test_an_incident_in_the_window_does_not_raise_its_levels_alert_level():
     from volume_monitor.detect import calibrate
 

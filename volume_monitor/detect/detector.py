@@ -301,7 +301,11 @@ class VolumeDetector(BaseEstimator):
         with np.errstate(invalid="ignore"):
             own = np.abs(found.own) / spread
         evidence = [np.where(change >= self.min_change, own, 0.0)]
-        evidence[0][np.isnan(own)] = np.nan
+        # A series' evidence says nothing of its own tail on a day its group was found
+        # outside its range (the whole day loaded twice: a country of two series has no
+        # median to take it).
+        in_unusual_group = np.logical_or.reduce(unusual) if unusual else np.zeros(len(own), bool)
+        evidence[0][np.isnan(own) | in_unusual_group] = np.nan
         if self._grouped:
             usual = groups.usual_moves(frame, self.dimensions, found, unusual)
             self.group_names_, self.group_moves_ = usual.names, usual.moves
