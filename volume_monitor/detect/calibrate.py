@@ -86,30 +86,22 @@ def day_maxima(day: np.ndarray, evidence: np.ndarray) -> np.ndarray:
 
 
 def calibrate(evidence: list[np.ndarray], budget: float, floors: list[float]) -> Calibration:
-    """The alert level of each level from ``evidence`` (per level, per day), and the rate
-    realised held back."""
+    """Per level (``evidence``: its day maxima; one level or more), its alert level in
+    spreads: the evidence its normal days pass on their share of ``budget`` days in
+    ``NORMAL_DAYS`` (the budget shared evenly by the levels), never below its ``floor``; and
+    the rate realised held back."""
     table = np.column_stack(evidence)
-    levels = alert_levels(table, budget, floors)
-    share = budget / NORMAL_DAYS / max(table.shape[1], 1)
+    share = budget / NORMAL_DAYS / table.shape[1]
+    levels = []
     normal = np.ones(len(table), dtype=bool)
     over = np.zeros(len(table), dtype=bool)
     for column, floor in zip(table.T, floors, strict=True):
         kept = _normal_days(column)
+        levels.append(_level(column[kept], share, floor))
         normal &= kept | np.isnan(column)
         over |= _over_without_itself(column, kept, share, floor)
     seen = normal & ~np.isnan(table).all(axis=1)
     return Calibration(tuple(levels), budget, int(seen.sum()), int((over & seen).sum()))
-
-
-def alert_levels(table: np.ndarray, budget: float, floors: list[float]) -> list[float]:
-    """Per level (a column of ``table``: days × levels), its alert level in spreads: the
-    evidence its normal days pass on their share of ``budget`` days in ``NORMAL_DAYS`` (the
-    budget shared evenly by the levels), never below its floor."""
-    share = budget / NORMAL_DAYS / max(table.shape[1], 1)
-    return [
-        _level(column[_normal_days(column)], share, floor)
-        for column, floor in zip(table.T, floors, strict=True)
-    ]
 
 
 def _level(normal: np.ndarray, share: float, floor: float) -> float:
