@@ -72,7 +72,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import OrdinalEncoder
 
-from volume_monitor.config import DEFAULT_DIMENSIONS
 from volume_monitor.detect import baseline, calibrate, explain, groups
 from volume_monitor.detect.calendar import HOLIDAY, day_kinds, day_names
 from volume_monitor.detect.outliers import METHODS, BaseOutliers
@@ -88,6 +87,9 @@ BOUNDARY_SAMPLE = 2000  # training rows kept with the model, for its decision-bo
 CLEAN_PASSES = 2
 NOT_DIMENSIONS = ("date", "count", "weekday", "month")
 FEW_WEEKS = 8  # of training history below which an alert says its ranges rest on few weeks
+# The dimensions of every model saved before a model recorded its own: the single-table
+# monitor's of that time, whatever today's default monitor has.
+UNRECORDED_DIMENSIONS = ("channelid", "actioncode", "os_family")
 
 # The types a saved VolumeDetector holds beyond those skops trusts by default; loading refuses
 # any other type. (``volume_monitor.model.VolumeDetector``: models saved before the detector
@@ -106,13 +108,11 @@ TRUSTED_TYPES = [
 class Fitted:
     """What a pass of fitting found for each training row: its expected level (NaN before
     it has a baseline), whether it lies outside its range (or moved with a group outside
-    its own), whether it was trained on; and per group level, whether its group was outside
-    its range that day."""
+    its own); and per group level, whether its group was outside its range that day."""
 
     expected: np.ndarray
     outside: np.ndarray
     unusual: list[np.ndarray]
-    keep: np.ndarray
 
 
 class VolumeDetector(BaseEstimator):
@@ -186,11 +186,11 @@ class VolumeDetector(BaseEstimator):
         self.series_ = series.astype(str).values.tolist()
         index = self._series_index(frame)
         confirmed = np.zeros(len(frame), dtype=bool) if normal is None else np.asarray(normal)
-        fitted = self._fit_baseline(frame, index, len(series), confirmed)
-        self.excluded_rows_ = int((~fitted.keep).sum())
+        fitted, keep = self._fit_baseline(frame, index, len(series), confirmed)
+        self.excluded_rows_ = int((~keep).sum())
         self.encoder_ = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
         self.encoder_.fit(series.astype(str))  # the same categories as every row, far cheaper
-        usable = fitted.keep & (~np.isnan(fitted.expected) | (self.features == "seed"))
+        usable = keep & (~np.isnan(fitted.expected) | (self.features == "seed"))
         spread = self._row_spreads(index, fitted.expected)
         features = self._features(frame, fitted.expected, spread)[usable]
         self.outliers_ = self._outlier_model().fit(features)
@@ -207,13 +207,14 @@ class VolumeDetector(BaseEstimator):
 
     def _fit_baseline(
         self, frame: pd.DataFrame, index: np.ndarray, n_series: int, normal: np.ndarray
-    ) -> Fitted:
+    ) -> tuple[Fitted, np.ndarray]:
         """Learn each series' level per day kind, the spread of its own moves (beyond its top
         group's), the groups' usual moves and each level's alert level, from the baseline
         every training day would have had the night after (the weeks before it). With
         ``clean``, the rows outside their range and the group-days outside theirs are left
         out of the levels and the groups' usual moves, and all is learnt again, so an
-        incident, however long, does not widen "normal"."""
+        incident, however long, does not widen "normal". Returns the last pass's findings
+        and which rows were trained on."""
         counts = frame["count"].to_numpy(dtype=float)
         level = np.log1p(counts)
         left_out = np.zeros(len(frame), dtype=bool)
@@ -224,7 +225,7 @@ class VolumeDetector(BaseEstimator):
         for _ in range(CLEAN_PASSES if self.clean else 1):
             kept = np.where(left_out, np.nan, level)
             prior = self._prior_levels(frame, index, kept)
-            found = self._moves(frame, level - prior, index, prior)
+            found = self._moves(frame, level - prior, index, self._row_spreads(index, prior))
             self.spread_, self.extra_spread_ = baseline.spreads(index, found.own, counts, kinship)
             fitted = self._calibrate(frame, index, counts, prior, found, unusual)
             outside = fitted.outside & ~normal
@@ -237,7 +238,7 @@ class VolumeDetector(BaseEstimator):
         center, _ = baseline.centers(index, days, dates, kept, n_series, self.recent_weeks)
         self.center_ = center[:, :7]
         self._learn_day_effects(frame, index, kept)
-        return replace(fitted, keep=keep)
+        return fitted, keep
 
     def _learn_day_effects(
         self, frame: pd.DataFrame, index: np.ndarray, level: np.ndarray
@@ -250,7 +251,6 @@ class VolumeDetector(BaseEstimator):
         self.holiday_effect_, self.holiday_like_sunday_ = baseline.holiday_effects(
             index, days, dates, counted, self._kinship, level
         )
-        self.day_effects_ = {}
         names = self._day_names(frame)
         self.day_effects_ = baseline.named_effects(
             index, names, days, dates, counted, self.spread_, self._effects, level
@@ -341,7 +341,7 @@ class VolumeDetector(BaseEstimator):
             ]
         if bounds:
             outside |= groups.moved_with_group(found, bounds, spread, self.group_member)
-        return Fitted(expected, outside, unusual_now, np.ones(len(frame), dtype=bool))
+        return Fitted(expected, outside, unusual_now)
 
     def _outlier_model(self) -> BaseOutliers:
         """The ``method``'s outlier model, given the parameters of this detector it takes."""
@@ -364,11 +364,12 @@ class VolumeDetector(BaseEstimator):
         ``count`` and ``kept``: false for a row that alerted, or was read late or expected),
         from which each weekday level is taken again (see :func:`baseline.recentred`)."""
         frame = _with_date_column(frame)
-        center, spread = self._baseline_of(frame, levels=self._recent_levels(recent))
+        index = self._series_index(frame)
+        center, spread = self._baseline_of(frame, index, self._recent_levels(recent))
         known = ~np.isnan(center)
         counts = frame["count"].to_numpy(dtype=float)
         residual = np.log1p(counts) - center
-        found, bounds = self._group_moves(frame, residual, self._series_index(frame), center)
+        found, bounds = self._group_moves(frame, residual, index, spread)
         own_level, center = center, center + explain.usual_share(found, bounds)
         low, high = explain.expected_range(center, spread, self.band, self.min_change)
         scores = self._decision(self._features(frame, center, spread))
@@ -429,14 +430,14 @@ class VolumeDetector(BaseEstimator):
         return self.forest_.score_samples(scaled) - self.score_cutoff
 
     def _group_moves(
-        self, frame: pd.DataFrame, residual: np.ndarray, index: np.ndarray, center: np.ndarray
+        self, frame: pd.DataFrame, residual: np.ndarray, index: np.ndarray, spread: np.ndarray
     ) -> tuple[groups.Moves, list[np.ndarray]]:
         """The groups' moves of the rows and each row's group ranges per level that day; no
         ranges without the group rule, or for a model saved before groups learnt theirs (one
         saved before alert levels were calibrated: its fixed ranges)."""
         if not self._grouped or not hasattr(self, "group_names_"):
             return groups.Moves.none(residual), []
-        found = self._moves(frame, residual, index, center)
+        found = self._moves(frame, residual, index, spread)
         if not hasattr(self, "group_moves_"):
             return found, groups.ranges_of_rows(
                 frame, self.dimensions, self.group_names_, self.group_ranges_
@@ -498,13 +499,12 @@ class VolumeDetector(BaseEstimator):
         return float(getattr(self, "alert_levels_", [self.band])[0])
 
     def _moves(
-        self, frame: pd.DataFrame, residual: np.ndarray, index: np.ndarray, center: np.ndarray
+        self, frame: pd.DataFrame, residual: np.ndarray, index: np.ndarray, spread: np.ndarray
     ) -> groups.Moves:
-        """The groups' moves, given each row's series ``index`` and expected level
-        ``center`` (none without the group rule: a row's own move is its residual)."""
+        """The groups' moves, given each row's series ``index`` and ``spread`` that day (none
+        without the group rule: a row's own move is its residual)."""
         if not self._grouped:
             return groups.Moves.none(residual)
-        spread = self._row_spreads(index, center)
         return groups.moves(frame, self.dimensions, residual, spread, self.spread_[index.clip(0)])
 
     def _row_spreads(self, index: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -583,9 +583,9 @@ class VolumeDetector(BaseEstimator):
 
     @property
     def dimensions(self) -> list[str]:
-        """The series' key columns (models saved before dimensions were recorded: the
-        default monitor's)."""
-        return list(getattr(self, "dimensions_", DEFAULT_DIMENSIONS))
+        """The series' key columns (models saved before dimensions were recorded:
+        ``UNRECORDED_DIMENSIONS``)."""
+        return list(getattr(self, "dimensions_", UNRECORDED_DIMENSIONS))
 
     def mismatch(self, monitor: str, dimensions: list[str], query_hash: str) -> str | None:
         """Why this model cannot score ``monitor``'s series of ``dimensions`` from the query
