@@ -23,24 +23,32 @@ def day_kinds(dates: pd.Series, where: str) -> np.ndarray:
     weekday = dates.dt.day_of_week.to_numpy()
     if not where or dates.empty:
         return weekday
-    calendar = public_holidays(where, range(dates.min().year, dates.max().year + 1))
-    return np.where(dates.dt.date.isin(calendar).to_numpy(), HOLIDAY, weekday)
+    codes, days = pd.factorize(dates)  # each distinct date looked up once: a year of many
+    calendar = public_holidays(where, range(days.min().year, days.max().year + 1))
+    return np.where(np.isin(days.date, list(calendar))[codes], HOLIDAY, weekday)
 
 
 def public_holidays(where: str, years) -> set:
     """The dates of the public holidays of ``where`` in ``years``; ValueError naming the
     code when the ``holidays`` package does not know it."""
+    return set(_calendar(where, years))
+
+
+def _calendar(where: str, years, categories=None) -> holidays.HolidayBase:
+    """The ``holidays`` package's calendar of ``where`` (``US``, ``AU-VIC``) in ``years``,
+    of ``categories`` (default: the public holidays); ValueError naming the code when the
+    package does not know it."""
     country, _, subdivision = where.strip().partition("-")
     try:
-        calendar = holidays.country_holidays(
-            country.upper(), subdiv=subdivision.upper() or None, years=list(years)
-        )
+        return holidays.country_holidays(
+            country.upper(), subdiv=subdivision.upper() or None, years=list(years),
+            categories=categories,
+        )  # fmt: skip
     except NotImplementedError as exc:
         raise ValueError(
             f"holidays: {where!r} is not a country (and subdivision) the holidays package "
             f"knows, such as US, AU-VIC or DE-BY ({exc})"
         ) from None
-    return set(calendar)
 
 
 def day_names(dates: pd.Series, where: str) -> np.ndarray:
@@ -49,19 +57,13 @@ def day_names(dates: pd.Series, where: str) -> np.ndarray:
     ``AROUND_HOLIDAYS`` days either side of a public holiday (``Thanksgiving Day +2``); empty
     for an ordinary day."""
     dates = pd.to_datetime(dates)
-    names = np.full(len(dates), "", dtype=object)
     if not where or dates.empty:
-        return names
-    country, _, subdivision = where.strip().partition("-")
-    years = list(range(dates.min().year - 1, dates.max().year + 2))
-    public = holidays.country_holidays(
-        country.upper(), subdiv=subdivision.upper() or None, years=years
-    )
-    calendar = holidays.country_holidays(
-        country.upper(), subdiv=subdivision.upper() or None, years=years,
-        categories=public.supported_categories,
-    )  # fmt: skip
-    named = {day: name.split("; ")[0] for day, name in calendar.items()}
+        return np.full(len(dates), "", dtype=object)
+    codes, days = pd.factorize(dates)  # each distinct date looked up once: a year of many
+    years = range(days.min().year - 1, days.max().year + 2)
+    public = _calendar(where, years)
+    every = _calendar(where, years, public.supported_categories)
+    named = {day: name.split("; ")[0] for day, name in every.items()}
     for offset in range(1, AROUND_HOLIDAYS + 1):
         for day, name in public.items():
             name = name.split("; ")[0]
@@ -69,7 +71,4 @@ def day_names(dates: pd.Series, where: str) -> np.ndarray:
                 named.setdefault(
                     day + dt.timedelta(days=sign * offset), f"{name} {sign * offset:+d}"
                 )
-    days = dates.dt.date
-    known = days.isin(named).to_numpy()
-    names[known] = days[known].map(named).to_numpy()
-    return names
+    return np.array([named.get(day, "") for day in days.date], dtype=object)[codes]
