@@ -321,11 +321,11 @@ def score_monitor(
     _warn_if_before_training(model, day)
     detector = model.detector
     frame = etl.prepare(raw, detector.series_frame, [pd.Timestamp(day)], dimensions)
-    recent = _recent_counts(store, monitor.name, day, detector, dimensions)
+    verdicts = store.all_feedback(monitor.name)
+    recent = _recent_counts(store, monitor.name, day, detector, dimensions, verdicts)
     scored = policy.gated(detector.score(frame, recent=recent), monitor)
     if late:
         scored = policy.as_late(scored)
-    verdicts = store.feedback(monitor.name, day, day)
     scored = policy.expected(scored, feedback.expected_rows(scored, verdicts, day))
     known_day = known_days.read_calendar(monitor.calendar_path).get(day) or _expected_day(
         verdicts, day
@@ -657,17 +657,22 @@ def _model_and_counts(
 
 
 def _recent_counts(
-    store: state.Store, monitor: str, day: dt.date, detector, dimensions: list[str]
+    store: state.Store,
+    monitor: str,
+    day: dt.date,
+    detector,
+    dimensions: list[str],
+    verdicts: Sequence[state.Feedback],
 ) -> pd.DataFrame:
     """The stored counts of ``day``'s weekday in the weeks before it (training's and those
     scored since), ``kept`` where a baseline may be taken from them (inside their range or
-    called normal, and not left out by a verdict: before a new level, an incident): each
-    weekday level follows the season between two trainings (see ``VolumeDetector.score``)."""
+    called normal, and not left out by one of the monitor's ``verdicts``: before a new
+    level, an incident): each weekday level follows the season between two trainings (see
+    ``VolumeDetector.score``)."""
     weeks = detector.recent_weeks + RECENT_SPARE_WEEKS
     stored = store.on_days(monitor, [day - dt.timedelta(weeks=k) for k in range(1, weeks + 1)])
     if stored.empty:
         return stored[["date", *dimensions, "count"]].assign(kept=np.zeros(0, dtype=bool))
-    verdicts = store.all_feedback(monitor)
     judged = feedback.for_training(stored.set_index("date"), dimensions, verdicts, stored[:0])
     kept = (usual_rows(stored) | judged.normal) & judged.keep
     return stored[["date", *dimensions, "count"]].assign(kept=kept)

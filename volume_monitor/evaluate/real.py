@@ -299,6 +299,6 @@ def run_real(folder: Path = DATA_DIR, detectors: dict[str, Detect] | None = None
 def flattened(found: pd.DataFrame) -> pd.DataFrame:
     """:func:`run_real`'s table as one row per detector, its metrics named
     ``<set>_<half>_<metric>`` (as MLflow logs them)."""
-    wide = found.stack().rename("value").reset_index()
-    wide["metric"] = wide["set"] + "_" + wide["half"] + "_" + wide["level_3"].astype(str)
+    wide = found.rename_axis(columns="name").stack().rename("value").reset_index()
+    wide["metric"] = wide["set"] + "_" + wide["half"] + "_" + wide["name"]
     return wide.pivot(index="detector", columns="metric", values="value")
